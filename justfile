@@ -1,0 +1,47 @@
+# trio-worker: the front door. `just run` starts the worker, `just test` runs the tests;
+# each sets up .venv (Python >= 3.11, the package and its dev tools) when it is missing or stale.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+python := env_var_or_default("PYTHON", "python3")
+venv := justfile_directory() / ".venv"
+bin := venv / "bin"
+
+# list the recipes
+default:
+    @just --list
+
+# create or refresh .venv when pyproject.toml is newer than the last install
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    stamp="{{venv}}/.installed"
+    if [ ! -x "{{bin}}/python" ]; then {{python}} -m venv "{{venv}}"; fi
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+        "{{bin}}/python" -m pip install -q --upgrade pip
+        "{{bin}}/python" -m pip install -q -e '.[dev]'
+        touch "$stamp"
+    fi
+
+# run the worker (configured by environment variables, see README)
+run *ARGS: setup
+    {{bin}}/trio-worker run {{ARGS}}
+
+# the test suite against the local (or $REDIS_HOST/$MYSQL_HOST) Redis and MariaDB
+test *ARGS: setup
+    {{bin}}/python -X dev -m pytest {{ARGS}}
+
+# static checks: ruff (lint and format) and strict mypy
+lint: setup
+    {{bin}}/ruff check .
+    {{bin}}/ruff format --check .
+    {{bin}}/mypy
+
+# format the code
+fmt: setup
+    {{bin}}/ruff format .
+    {{bin}}/ruff check --fix .
+
+# validate the configuration and reach Redis and MySQL (`trio-worker check`)
+check: setup
+    {{bin}}/trio-worker check

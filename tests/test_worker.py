@@ -1,0 +1,171 @@
+"""The real service, in-process, against real Redis and MariaDB."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+import redis
+import trio
+
+from tests.conftest import wait_until
+from tests.helpers import inflight_keys, push_raw, push_votes, row_count, sql, voter_counts
+from trio_worker.config import Config
+
+MALFORMED: dict[bytes, str] = {
+    b"": "empty",
+    b"\xff\xfe not utf-8": "not_utf8",
+    b"{not json": "not_json",
+    b"[1, 2]": "not_object",
+    b'"a string"': "not_object",
+    b'{"vote": "a"}': "bad_voter_id",
+    b'{"voter_id": 7, "vote": "a"}': "bad_voter_id",
+    b'{"voter_id": "", "vote": "a"}': "bad_voter_id",
+    ('{"voter_id": "' + "x" * 256 + '", "vote": "a"}').encode(): "bad_voter_id",
+    b'{"voter_id": "m1"}': "bad_vote",
+    b'{"voter_id": "m2", "vote": "elevenchars"}': "bad_vote",
+    b'{"voter_id": "m3", "vote": "a", "timestamp": "yesterday"}': "bad_timestamp",
+}
+
+
+async def get(url: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await client.get(url)
+
+
+async def test_stores_valid_votes_once_and_dead_letters_the_rest(
+    config: Config, rds: redis.Redis, start_worker: Any
+) -> None:
+    ids = push_votes(rds, config, 5000)
+    push_raw(rds, config, *MALFORMED)
+    ids += push_votes(rds, config, 5000, prefix="w")
+    worker = await start_worker(config)
+    await wait_until(lambda: row_count(config) == 10_000, what="10,000 rows")
+    await wait_until(
+        lambda: rds.llen(config.dead_letter_queue) == len(MALFORMED), what="dead letters"
+    )
+
+    assert voter_counts(config) == dict.fromkeys(ids, 1)
+    envelopes = [orjson.loads(e) for e in rds.lrange(config.dead_letter_queue, 0, -1)]
+    got = {}
+    for env in envelopes:
+        raw = (
+            base64.b64decode(env["message"])
+            if env["encoding"] == "base64"
+            else env["message"].encode()
+        )
+        got[raw] = env["reason"]
+        assert env["worker_id"] == config.worker_id
+        assert datetime.fromisoformat(env["time"]).tzinfo is not None
+    assert got == MALFORMED
+
+    metrics = (await get(worker.url + "/metrics")).text
+    assert 'votes_processed_total{vote="a"} 5000.0' in metrics
+    assert 'votes_processed_total{vote="b"} 5000.0' in metrics
+    assert 'dead_letters_total{reason="bad_voter_id"} 4.0' in metrics
+    for name in (
+        "redis_errors_total",
+        "database_errors_total",
+        "vote_process_duration_seconds",
+        "vote_queue_depth",
+        "votes_in_flight",
+        "vote_batch_size",
+        "mysql_commit_duration_seconds",
+    ):
+        assert name in metrics
+
+    worker.stop.set()
+    await wait_until(lambda: worker.exit_status, what="the worker to exit")
+    assert worker.exit_status == [0]
+    assert inflight_keys(rds, config) == []
+    assert rds.exists(f"{config.vote_queue}:worker:{config.worker_id}") == 0
+
+
+async def test_health_ready_and_http_errors(config: Config, start_worker: Any) -> None:
+    worker = await start_worker(config)
+    health = await get(worker.url + "/health")
+    assert health.status_code == 200
+    body = health.json()
+    assert body["status"] == "healthy"
+    assert body["service"] == "worker"
+    assert body["redis"] == "connected"
+    assert body["database"] == "connected"
+    datetime.strptime(body["timestamp"], "%Y-%m-%dT%H:%M:%SZ")
+    for _ in range(100):  # ready once both stores have answered the pipeline
+        ready = await get(worker.url + "/ready")
+        if ready.status_code == 200:
+            break
+        await trio.sleep(0.05)
+    assert ready.status_code == 200
+    assert ready.json() == {"ready": True, "phase": "running", "redis": True, "database": True}
+    assert (await get(worker.url + "/nope")).status_code == 404
+    async with httpx.AsyncClient() as client:
+        assert (await client.post(worker.url + "/health")).status_code == 405
+    assert 'health_checks_total{status="healthy"} 1.0' in (await get(worker.url + "/metrics")).text
+
+
+async def test_health_reports_a_store_that_is_down_and_the_worker_keeps_running(
+    config: Config, start_worker: Any
+) -> None:
+    # Nothing listens on port 1: Redis is "down" from the start; MySQL is up.
+    worker = await start_worker(config, redis_port=1)
+    health = await get(worker.url + "/health")
+    assert health.status_code == 503
+    assert health.json()["redis"] == "disconnected"
+    assert health.json()["database"] == "connected"
+    assert health.json()["status"] == "unhealthy"
+    assert (await get(worker.url + "/ready")).status_code == 503
+    await trio.sleep(1.0)
+    assert worker.exit_status == []  # still running, retrying
+    assert "redis_errors_total" in (await get(worker.url + "/metrics")).text
+
+
+async def test_timestamps_are_stored_in_utc(
+    config: Config, rds: redis.Redis, start_worker: Any
+) -> None:
+    push_raw(
+        rds,
+        config,
+        b'{"voter_id": "iso-naive", "vote": "a", "timestamp": "2024-05-06T07:08:09.123456"}',
+        b'{"voter_id": "iso-offset", "vote": "a", "timestamp": "2024-05-06T09:08:09+02:00"}',
+        b'{"voter_id": "iso-z", "vote": "a", "timestamp": "2024-05-06T07:08:09Z"}',
+        b'{"voter_id": "epoch", "vote": "a", "timestamp": 1714979289}',
+        b'{"voter_id": "absent", "vote": "a"}',
+        '{"voter_id": "o\'brien \\u0000 \\\\ \U0001f600", "vote": "\u00e9"}'.encode(),
+    )
+    before = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
+    await start_worker(config)
+    await wait_until(lambda: row_count(config) == 6, what="6 rows")
+    rows = dict(sql(config, "SELECT voter_id, timestamp FROM votes"))
+    for vid in ("iso-naive", "iso-offset", "iso-z", "epoch"):
+        assert rows[vid] == datetime(2024, 5, 6, 7, 8, 9), vid
+    assert before <= rows["absent"] <= datetime.now(UTC).replace(tzinfo=None)
+    assert ("o'brien \x00 \\ \U0001f600", "\u00e9") in sql(
+        config, "SELECT voter_id, vote FROM votes"
+    )
+
+
+async def test_rpush_producers_with_consume_from_left(
+    config: Config, rds: redis.Redis, start_worker: Any
+) -> None:
+    left = config.__class__(**{**config.__dict__, "consume_from": "left"})
+    ids = push_votes(rds, left, 3000)  # RPUSH, as the classic Docker voting app does
+    await start_worker(left)
+    await wait_until(lambda: row_count(left) == 3000, what="3000 rows")
+    order = [r[0] for r in sql(left, "SELECT voter_id FROM votes ORDER BY id")]
+    assert order == ids  # arrival order kept
+
+
+async def test_vote_choices_allow_list(config: Config, rds: redis.Redis, start_worker: Any) -> None:
+    push_raw(
+        rds, config, b'{"voter_id": "1", "vote": "cats"}', b'{"voter_id": "2", "vote": "dogs"}'
+    )
+    await start_worker(config, vote_choices=frozenset({"cats"}))
+    await wait_until(lambda: rds.llen(config.dead_letter_queue) == 1, what="a dead letter")
+    await wait_until(lambda: row_count(config) == 1, what="one row")
+    assert (
+        orjson.loads(rds.lindex(config.dead_letter_queue, 0) or b"")["reason"] == "vote_not_allowed"
+    )

@@ -1,0 +1,118 @@
+"""The HTTP face: /health, /ready and /metrics, a Quart-Trio app served by Hypercorn."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from prometheus_client import CONTENT_TYPE_LATEST
+from quart import Response
+from quart_trio import QuartTrio
+
+from trio_worker.bridge import StoreUnavailable
+from trio_worker.config import Config
+from trio_worker.metrics import Metrics
+from trio_worker.queue import RedisQueue
+from trio_worker.status import Status
+from trio_worker.store import MySQLStore
+
+log = logging.getLogger("trio_worker.http")
+
+# A health check that takes longer than this reports the store as down rather than hanging.
+PROBE_TIMEOUT_S = 2.0
+
+
+class Probes:
+    """Live checks of both stores for /health, on their own connections."""
+
+    def __init__(self, queue: RedisQueue, store: MySQLStore) -> None:
+        self.queue = queue
+        self.store = store
+        self._mysql_lock = trio.Lock()
+
+    async def redis(self) -> bool:
+        with trio.move_on_after(PROBE_TIMEOUT_S):
+            try:
+                await self.queue.ping()
+                return True
+            except StoreUnavailable:
+                return False
+        return False
+
+    async def mysql(self) -> bool:
+        # One probe connection, one check at a time: a burst of /health opens no new ones.
+        async with self._mysql_lock:
+            with trio.move_on_after(PROBE_TIMEOUT_S):
+                try:
+                    if not self.store.connected:
+                        # The server answering is health; the database may not exist yet.
+                        await self.store.connect(use_database=False)
+                    await self.store.ping()
+                    return True
+                except StoreUnavailable:
+                    self.store.close()
+                    return False
+            self.store.close()
+            return False
+
+
+def create_app(status: Status, metrics: Metrics, probes: Probes) -> QuartTrio:
+    app = QuartTrio("trio_worker")
+
+    @app.get("/health")
+    async def health() -> tuple[dict[str, str], int]:
+        results: dict[str, bool] = {}
+
+        async def check(name: str, probe: Callable[[], Awaitable[bool]]) -> None:
+            results[name] = await probe()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(check, "redis", probes.redis)
+            nursery.start_soon(check, "database", probes.mysql)
+        healthy = results["redis"] and results["database"]
+        metrics.health_checks.labels("healthy" if healthy else "unhealthy").inc()
+        body = {
+            "status": "healthy" if healthy else "unhealthy",
+            "service": "worker",
+            "redis": "connected" if results["redis"] else "disconnected",
+            "database": "connected" if results["database"] else "disconnected",
+            "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        return body, 200 if healthy else 503
+
+    @app.get("/ready")
+    async def ready() -> tuple[dict[str, object], int]:
+        body: dict[str, object] = {
+            "ready": status.ready,
+            "phase": status.phase,
+            "redis": status.redis_ok,
+            "database": status.mysql_ok,
+        }
+        return body, 200 if status.ready else 503
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), status=200, content_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def serve_http(
+    app: QuartTrio,
+    config: Config,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until ``shutdown_trigger`` returns; ``started`` reports the bound addresses."""
+    hc = HypercornConfig()
+    host = config.http_host
+    hc.bind = [f"[{host}]:{config.http_port}" if ":" in host else f"{host}:{config.http_port}"]
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    hc.graceful_timeout = 2.0
+    await serve(app, hc, shutdown_trigger=shutdown_trigger, task_status=task_status)

@@ -1,0 +1,123 @@
+"""The message format: parsing and validating votes, and the dead-letter envelope.
+
+This is the per-vote hot path, so it allocates little: a valid message becomes a plain tuple
+``(voter_id, vote, timestamp)`` ready for SQL, an invalid one becomes a reason string from the
+bounded set ``REASONS`` (bounded, because reasons are metric label values).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Collection
+from datetime import UTC, datetime
+
+import orjson
+
+Row = tuple[str, str, str]
+"""A valid vote: voter_id, vote, and its UTC timestamp as ``YYYY-MM-DD HH:MM:SS``."""
+
+EMPTY = "empty"
+NOT_UTF8 = "not_utf8"
+NOT_JSON = "not_json"
+NOT_OBJECT = "not_object"
+BAD_VOTER_ID = "bad_voter_id"
+BAD_VOTE = "bad_vote"
+VOTE_NOT_ALLOWED = "vote_not_allowed"
+BAD_TIMESTAMP = "bad_timestamp"
+REJECTED_BY_DATABASE = "rejected_by_database"
+REASONS = (
+    EMPTY,
+    NOT_UTF8,
+    NOT_JSON,
+    NOT_OBJECT,
+    BAD_VOTER_ID,
+    BAD_VOTE,
+    VOTE_NOT_ALLOWED,
+    BAD_TIMESTAMP,
+    REJECTED_BY_DATABASE,
+)
+
+# MySQL DATETIME holds years 1000 to 9999.
+_MIN_YEAR = 1000
+
+
+def format_utc(moment: datetime) -> str:
+    """A UTC datetime as MySQL DATETIME text, truncated to whole seconds."""
+    return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")
+
+
+def _timestamp(value: object) -> str | None:
+    """The stored form of a message's timestamp, or None if it can't be read."""
+    try:
+        if isinstance(value, str):
+            moment = datetime.fromisoformat(value)
+            if moment.tzinfo is not None:
+                moment = moment.astimezone(UTC)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                return None
+            moment = datetime.fromtimestamp(value, tz=UTC)
+        else:
+            return None
+    except (ValueError, OverflowError, OSError):
+        return None
+    if moment.year < _MIN_YEAR:
+        return None
+    return format_utc(moment)
+
+
+def parse(raw: bytes, default_timestamp: str, choices: Collection[str] | None) -> Row | str:
+    """Turn one queue message into a row, or into the reason it is invalid. Never raises."""
+    if not raw:
+        return EMPTY
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return NOT_UTF8
+        return NOT_JSON
+    if type(doc) is not dict:
+        return NOT_OBJECT
+    voter_id = doc.get("voter_id")
+    if type(voter_id) is not str or not 0 < len(voter_id) <= 255:
+        return BAD_VOTER_ID
+    vote = doc.get("vote")
+    if type(vote) is not str or not 0 < len(vote) <= 10:
+        return BAD_VOTE
+    if choices is not None and vote not in choices:
+        return VOTE_NOT_ALLOWED
+    stamp = doc.get("timestamp")
+    if stamp is None:
+        return (voter_id, vote, default_timestamp)
+    text = _timestamp(stamp)
+    if text is None:
+        return BAD_TIMESTAMP
+    return (voter_id, vote, text)
+
+
+def envelope(raw: bytes, reason: str, worker_id: str, at: datetime) -> bytes:
+    """The dead-letter record of an invalid message: the original, why, who and when."""
+    try:
+        message, encoding = raw.decode("utf-8"), "text"
+    except UnicodeDecodeError:
+        message, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    return orjson.dumps(
+        {
+            "message": message,
+            "encoding": encoding,
+            "reason": reason,
+            "worker_id": worker_id,
+            "time": at.astimezone(UTC).isoformat(timespec="milliseconds"),
+        }
+    )
+
+
+def original(envelope_bytes: bytes) -> bytes:
+    """The original message inside a dead-letter envelope (for requeueing)."""
+    doc = orjson.loads(envelope_bytes)
+    if doc.get("encoding") == "base64":
+        return base64.b64decode(doc["message"])
+    return str(doc["message"]).encode("utf-8")

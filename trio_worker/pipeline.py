@@ -1,0 +1,255 @@
+"""The two tasks that move votes: the consumer (Redis → channel) and the flusher (→ MySQL).
+
+The consumer fills one batch at a time into its own in-flight list and hands it, parsed, to the
+flusher through a memory channel of size 1: while batch N commits, batch N+1 is being taken, and
+memory stays bounded however long the queue is. Shutdown is a trigger: when ``stop`` is set the
+consumer takes nothing more and closes its end; the flusher's ``async for`` ends once it has
+committed what was sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import trio
+
+from trio_worker.backoff import Backoff
+from trio_worker.batch import Batch, BatchIds, prepare, started_at
+from trio_worker.bridge import MySQLUnavailable, RedisUnavailable
+from trio_worker.config import Config
+from trio_worker.messages import REJECTED_BY_DATABASE, envelope
+from trio_worker.metrics import Metrics
+from trio_worker.queue import LostOwnership, RedisQueue
+from trio_worker.status import Status
+from trio_worker.store import BatchRejected, MySQLStore
+
+log = logging.getLogger("trio_worker.pipeline")
+
+# How long one blocking wait on an idle queue lasts; also the longest a SIGTERM waits for the
+# consumer to notice. Redis' socket timeout is kept above it (redis-py #2807).
+BLOCK_S = 0.5
+
+
+@dataclass
+class Pipeline:
+    """The dependencies the two tasks share; built once by ``service.run``."""
+
+    config: Config
+    queue: RedisQueue
+    status: Status
+    metrics: Metrics
+    token: str
+
+    def _redis_failed(self, exc: RedisUnavailable) -> None:
+        if self.status.redis_ok:
+            log.warning("redis unavailable", extra={"error": str(exc)})
+        self.status.redis_ok = False
+        self.metrics.redis_errors.inc()
+
+    def _batch(self, batch_id: str, key: str, raws: list[bytes], taken: datetime) -> Batch:
+        c = self.config
+        return prepare(batch_id, key, raws, taken, c.vote_choices, c.worker_id)
+
+    # ----------------------------------------------------------------- consumer
+
+    async def consume(
+        self,
+        send: trio.MemorySendChannel[Batch],
+        stop: trio.Event,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Take batches off the queue until ``stop``; then close the channel."""
+        ids = BatchIds()
+        backoff = Backoff()
+        recover_every = max(self.config.heartbeat_ttl_s / 3, 0.2)
+        next_recovery = trio.current_time()
+        own_first = True
+        async with send:
+            task_status.started()
+            while not stop.is_set():
+                try:
+                    if trio.current_time() >= next_recovery:
+                        await self._recover(send, own=own_first)
+                        own_first = False
+                        next_recovery = trio.current_time() + recover_every
+                    batch = await self._fill(ids.next())
+                    self.status.redis_ok = True
+                    backoff.reset()
+                except RedisUnavailable as exc:
+                    self._redis_failed(exc)
+                    await backoff.sleep()
+                    continue
+                if batch is not None:
+                    self.metrics.inflight.inc(batch.size)
+                    await send.send(batch)
+
+    async def _fill(self, batch_id: str) -> Batch | None:
+        """One batch: whatever is queued, up to ``BATCH_SIZE``; blocks briefly on an idle queue.
+
+        If Redis fails mid-fill, the in-flight list (not our memory) is the truth: once Redis
+        answers again the batch is re-read from it, so a vote whose move succeeded but whose reply
+        was lost is neither dropped nor left behind.
+        """
+        c = self.config
+        key = self.queue.keys.inflight(c.worker_id, batch_id)
+        items: list[bytes] = []
+        try:
+            items, remaining = await self.queue.take(key, c.batch_size, append=False)
+            if not items:
+                first = await self.queue.wait_one(key, BLOCK_S)
+                if first is None:
+                    return None
+                items, remaining = [first], 1
+            deadline = trio.current_time() + c.flush_interval_s
+            # An idle queue (nothing remaining) flushes at once; a busy one fills the batch.
+            while len(items) < c.batch_size and remaining > 0 and trio.current_time() < deadline:
+                more, remaining = await self.queue.take(key, c.batch_size - len(items), append=True)
+                items.extend(more)
+        except LostOwnership:
+            # Another worker took this batch over while we were paused; it is theirs now.
+            log.warning("batch taken over while filling", extra={"batch_id": batch_id})
+            return None
+        except RedisUnavailable as exc:
+            self._redis_failed(exc)
+            items = await self._reread(key)
+            if not items:
+                return None
+        return self._batch(batch_id, key, items, datetime.now(UTC))
+
+    async def _reread(self, key: str) -> list[bytes]:
+        backoff = Backoff()
+        while True:
+            await backoff.sleep()
+            try:
+                return await self.queue.read(key)
+            except RedisUnavailable as exc:
+                self._redis_failed(exc)
+
+    async def _recover(self, send: trio.MemorySendChannel[Batch], *, own: bool) -> None:
+        """Finish in-flight lists left by stopped workers (and, at start, by our own past self)."""
+        me = self.config.worker_id
+        keys = self.queue.keys
+        found = [
+            (k, parts) for k in await self.queue.registered() if (parts := keys.split_inflight(k))
+        ]
+        owners = sorted({owner for _, (owner, _) in found if owner != me})
+        alive = await self.queue.alive(owners)
+        for key, (owner, batch_id) in found:
+            if owner == me:
+                if not own:
+                    continue
+                new_key = key
+            else:
+                if alive.get(owner, True):
+                    continue
+                new_key = keys.inflight(me, batch_id)
+                if not await self.queue.claim(key, new_key, owner):
+                    continue
+            raws = await self.queue.read(new_key)
+            if not raws:
+                await self.queue.unregister(new_key)
+                continue
+            log.info(
+                "recovering batch", extra={"batch_id": batch_id, "from": owner, "votes": len(raws)}
+            )
+            self.metrics.batches_recovered.inc()
+            self.metrics.inflight.inc(len(raws))
+            await send.send(self._batch(batch_id, new_key, raws, started_at(batch_id)))
+
+    # ------------------------------------------------------------------ flusher
+
+    async def flush(
+        self,
+        store: MySQLStore,
+        receive: trio.MemoryReceiveChannel[Batch],
+        drained: trio.Event,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Commit each batch, then finish it in Redis; set ``drained`` when the channel ends."""
+        task_status.started()
+        await self._connect(store, schema=True)
+        async with receive:
+            async for batch in receive:
+                await self._commit(store, batch)
+                await self._finish(batch)
+                self.metrics.inflight.dec(batch.size)
+                self.metrics.batch_size.observe(batch.size)
+                self.metrics.vote_process_duration.observe(time.perf_counter() - batch.taken_at)
+        drained.set()
+
+    async def _connect(self, store: MySQLStore, *, schema: bool = False) -> None:
+        backoff = Backoff()
+        while not store.connected:
+            try:
+                if schema:
+                    await store.ensure_schema()
+                else:
+                    await store.connect()
+                self.status.mysql_ok = True
+            except MySQLUnavailable as exc:
+                self._mysql_failed(exc)
+                await backoff.sleep()
+
+    def _mysql_failed(self, exc: MySQLUnavailable) -> None:
+        if self.status.mysql_ok:
+            log.warning("mysql unavailable", extra={"error": str(exc)})
+        self.status.mysql_ok = False
+        self.metrics.database_errors.inc()
+
+    async def _commit(self, store: MySQLStore, batch: Batch) -> None:
+        """Commit the batch's rows exactly once, retrying through any connection failure."""
+        if not batch.rows:
+            return
+        backoff = Backoff()
+        while True:
+            await self._connect(store)
+            started = time.perf_counter()
+            try:
+                try:
+                    committed = await store.commit_batch(batch.batch_id, batch.rows)
+                except BatchRejected as exc:
+                    log.warning("batch rejected, retrying row by row", extra={"error": str(exc)})
+                    self.metrics.database_errors.inc()
+                    committed, refused = await store.commit_rows_one_by_one(
+                        batch.batch_id, batch.rows
+                    )
+                    self._reject_rows(batch, refused)
+            except MySQLUnavailable as exc:
+                self._mysql_failed(exc)
+                await backoff.sleep()
+                continue
+            self.status.mysql_ok = True
+            self.metrics.commit_duration.observe(time.perf_counter() - started)
+            if committed:
+                self.metrics.count_votes(batch.vote_counts())
+            return
+
+    def _reject_rows(self, batch: Batch, refused: list[int]) -> None:
+        now = datetime.now(UTC)
+        for i in refused:
+            raw = batch.sources[i]
+            batch.dead.append(envelope(raw, REJECTED_BY_DATABASE, self.config.worker_id, now))
+            batch.dead_reasons[REJECTED_BY_DATABASE] += 1
+        refused_set = set(refused)
+        batch.rows = [r for i, r in enumerate(batch.rows) if i not in refused_set]
+
+    async def _finish(self, batch: Batch) -> None:
+        """Dead-letter the invalid messages and drop the in-flight list, in one atomic step."""
+        backoff = Backoff()
+        while True:
+            try:
+                done = await self.queue.finish(batch.key, batch.dead)
+            except RedisUnavailable as exc:
+                self._redis_failed(exc)
+                await backoff.sleep()
+                continue
+            self.status.redis_ok = True
+            if done:
+                for reason, n in batch.dead_reasons.items():
+                    self.metrics.dead_letters.labels(reason).inc(n)
+            return
