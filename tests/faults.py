@@ -1,0 +1,127 @@
+"""A fault-injecting TCP proxy, written with Trio, for putting between a worker and a store.
+
+Faults:
+- ``cut_all()``: close every proxied connection now (both sides).
+- ``blackhole``: while true, nothing is forwarded in either direction (bytes wait).
+- ``latency_s``: each forwarded chunk is held this long.
+- ``cut_reply_after(pattern)``: the next client chunk containing ``pattern`` is forwarded, the
+  server's reply is awaited and thrown away, and the connection is cut: the request took effect
+  but the client never learns it (e.g. a MySQL COMMIT, a Redis script).
+- ``cut_before(pattern)``: the next client chunk containing ``pattern`` is never forwarded and the
+  connection is cut: the request did not take effect.
+Each ``cut_*`` fires once per call; ``fired`` counts what fired.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import trio
+
+
+@dataclass(eq=False)
+class _Conn:
+    client: trio.SocketStream
+    server: trio.SocketStream
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    drop_reply: bool = False
+
+
+class FaultProxy:
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self.blackhole = False
+        self.latency_s = 0.0
+        self.fired: Counter[str] = Counter()
+        self.connections_seen = 0
+        self._conns: set[_Conn] = set()
+        self._cut_reply: list[bytes] = []
+        self._cut_before: list[bytes] = []
+        self._flowing = trio.Event()
+        self._flowing.set()
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, self._handle, listeners)
+            task_status.started(self.port)
+
+    def set_blackhole(self, on: bool) -> None:
+        self.blackhole = on
+        if on:
+            self._flowing = trio.Event()
+        else:
+            self._flowing.set()
+
+    def cut_all(self) -> None:
+        for conn in list(self._conns):
+            conn.scope.cancel()
+        self.fired["cut_all"] += 1
+
+    def cut_reply_after(self, pattern: bytes) -> None:
+        self._cut_reply.append(pattern)
+
+    def cut_before(self, pattern: bytes) -> None:
+        self._cut_before.append(pattern)
+
+    @property
+    def pending(self) -> int:
+        """Cuts armed but not yet fired."""
+        return len(self._cut_reply) + len(self._cut_before)
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        self.connections_seen += 1
+        try:
+            server = await trio.open_tcp_stream(*self.target)
+        except OSError:
+            await client.aclose()
+            return
+        conn = _Conn(client, server)
+        self._conns.add(conn)
+        try:
+            with conn.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._upstream, conn, nursery.cancel_scope)
+                    nursery.start_soon(self._downstream, conn, nursery.cancel_scope)
+        finally:
+            self._conns.discard(conn)
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(client)
+                await trio.aclose_forcefully(server)
+
+    async def _hold(self) -> None:
+        await self._flowing.wait()
+        if self.latency_s:
+            await trio.sleep(self.latency_s)
+
+    def _take(self, armed: list[bytes], chunk: bytes) -> bool:
+        for i, pattern in enumerate(armed):
+            if pattern in chunk:
+                del armed[i]
+                return True
+        return False
+
+    async def _upstream(self, conn: _Conn, scope: trio.CancelScope) -> None:
+        async for chunk in conn.client:
+            await self._hold()
+            if self._take(self._cut_before, chunk):
+                self.fired["cut_before"] += 1
+                scope.cancel()
+                return
+            if self._take(self._cut_reply, chunk):
+                conn.drop_reply = True
+            await conn.server.send_all(chunk)
+        scope.cancel()
+
+    async def _downstream(self, conn: _Conn, scope: trio.CancelScope) -> None:
+        async for chunk in conn.server:
+            await self._hold()
+            if conn.drop_reply:
+                self.fired["cut_reply"] += 1
+                scope.cancel()
+                return
+            await conn.client.send_all(chunk)
+        scope.cancel()

@@ -1,0 +1,115 @@
+"""Connections cut at the worst moments, through a fault-injecting proxy: still exactly once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import trio
+
+from tests.conftest import wait_until
+from tests.faults import FaultProxy
+from tests.helpers import inflight_keys, push_votes, row_count, sql, voter_counts
+from trio_worker.config import Config
+
+
+async def metric(url: str, name: str) -> float:
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(url + "/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not exported")
+
+
+async def until_ready(url: str) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        for _ in range(400):
+            if (await client.get(url + "/ready")).status_code == 200:
+                return
+            await trio.sleep(0.025)
+    pytest.fail("worker never became ready")
+
+
+async def drained(worker: Any, rds: redis.Redis, config: Config) -> None:
+    """Stop the worker with its drain, and check it left nothing behind in Redis."""
+    worker.stop.set()
+    await wait_until(lambda: worker.exit_status, what="the worker to exit")
+    assert worker.exit_status == [0]
+    assert inflight_keys(rds, config) == []
+    assert rds.llen(config.vote_queue) == 0
+
+
+@pytest.mark.parametrize(
+    ("arm", "committed_before_retry"),
+    [("cut_reply_after", True), ("cut_before", False)],
+    ids=["reply-lost-after-commit", "cut-before-commit"],
+)
+async def test_mysql_connection_cut_at_commit(
+    config: Config,
+    rds: redis.Redis,
+    start_worker: Any,
+    nursery: trio.Nursery,
+    arm: str,
+    committed_before_retry: bool,
+) -> None:
+    proxy = FaultProxy(config.mysql_host, config.mysql_port)
+    port = await nursery.start(proxy.serve)
+    worker = await start_worker(config, mysql_host="127.0.0.1", mysql_port=port, batch_size=500)
+    await until_ready(worker.url)  # the schema is in place: the cuts hit batch commits only
+    for _ in range(3):
+        getattr(proxy, arm)(b"COMMIT")
+    ids = push_votes(rds, config, 3000)
+    await wait_until(lambda: row_count(config) >= 3000, what="3000 rows")
+    assert await metric(worker.url, "database_errors_total") >= 3
+    await drained(worker, rds, config)
+    assert proxy.pending == 0
+    assert proxy.fired["cut_reply" if committed_before_retry else "cut_before"] == 3
+    assert voter_counts(config) == dict.fromkeys(ids, 1)
+    # Each committed batch has exactly one ledger row, and the ledger agrees with the table.
+    batches = sql(config, "SELECT COUNT(*), SUM(votes) FROM vote_batches")[0]
+    assert int(batches[1]) == 3000
+
+
+async def test_redis_reply_lost_after_the_take_script_ran(
+    config: Config, rds: redis.Redis, start_worker: Any, nursery: trio.Nursery
+) -> None:
+    """The votes were moved into the in-flight list but the worker never heard: re-read it."""
+    proxy = FaultProxy(config.redis_host, config.redis_port)
+    port = await nursery.start(proxy.serve)
+    ids = push_votes(rds, config, 2000)
+    for _ in range(2):
+        proxy.cut_reply_after(b"RPOP")  # the take script's argument: its reply is lost
+    worker = await start_worker(config, redis_host="127.0.0.1", redis_port=port, batch_size=300)
+    await wait_until(lambda: row_count(config) >= 2000, what="2000 rows")
+    assert await metric(worker.url, "redis_errors_total") >= 2
+    await drained(worker, rds, config)
+    assert proxy.fired["cut_reply"] == 2
+    assert voter_counts(config) == dict.fromkeys(ids, 1)
+
+
+async def test_stores_cut_off_and_back(
+    config: Config, rds: redis.Redis, start_worker: Any, nursery: trio.Nursery
+) -> None:
+    """Both stores black-holed mid-stream: /ready goes 503, nothing exits, all lands once."""
+    mysql = FaultProxy(config.mysql_host, config.mysql_port)
+    mport = await nursery.start(mysql.serve)
+    ids = push_votes(rds, config, 2000)
+    worker = await start_worker(config, mysql_host="127.0.0.1", mysql_port=mport, batch_size=200)
+    await wait_until(lambda: row_count(config) > 0, what="first rows")
+    mysql.set_blackhole(True)
+    mysql.cut_all()
+    ids += push_votes(rds, config, 2000, prefix="late")
+    async with httpx.AsyncClient(timeout=10) as client:
+        for _ in range(200):
+            if (await client.get(worker.url + "/ready")).status_code == 503:
+                break
+            await trio.sleep(0.05)
+        assert (await client.get(worker.url + "/ready")).status_code == 503
+    mysql.set_blackhole(False)
+    await wait_until(lambda: row_count(config) >= 4000, what="4000 rows")
+    assert worker.exit_status == []
+    await drained(worker, rds, config)
+    assert voter_counts(config) == dict.fromkeys(ids, 1)
