@@ -151,6 +151,7 @@ def env_of(config: Config) -> dict[str, str]:
             "MYSQL_PASSWORD": config.mysql_password,
             "MYSQL_DATABASE": config.mysql_database,
             "VOTE_QUEUE": config.vote_queue,
+            "WORKER_ID": config.worker_id,
             "HOST": config.http_host,
             "PORT": str(config.http_port),
             "BATCH_SIZE": str(config.batch_size),

@@ -1,0 +1,154 @@
+"""The worker as a real process: SIGTERM drains, SIGKILL loses nothing, a restart recovers."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import trio
+
+from tests.conftest import WORKER_CMD, env_of, wait_until
+from tests.faults import FaultProxy
+from tests.helpers import inflight_keys, push_votes, row_count, voter_counts
+from trio_worker.config import Config
+
+pytestmark = pytest.mark.slow
+
+
+@asynccontextmanager
+async def worker_process(config: Config, log: Path, **env: str) -> AsyncIterator[trio.Process]:
+    """``python -m trio_worker run`` with ``config``; killed on exit if still running."""
+    with log.open("ab") as out:
+        proc = await trio.lowlevel.open_process(
+            WORKER_CMD, env={**env_of(config), **env}, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        with trio.CancelScope(shield=True):
+            await proc.wait()
+
+
+def exactly_once_or_queued(rds: redis.Redis, config: Config, ids: list[str]) -> None:
+    """Every vote is stored once or still waiting in the queue; none twice, none lost."""
+    stored = voter_counts(config)
+    assert all(n == 1 for n in stored.values()), "a vote was stored twice"
+    assert set(stored) <= set(ids)
+    assert len(stored) + rds.llen(config.vote_queue) == len(ids)
+
+
+async def exit_status(proc: trio.Process, within_s: float) -> int | None:
+    with trio.move_on_after(within_s):
+        return await proc.wait()
+    return None
+
+
+async def test_sigterm_under_load_drains_and_exits_0(
+    config: Config, rds: redis.Redis, tmp_path: Path
+) -> None:
+    ids = push_votes(rds, config, 150_000)
+    async with worker_process(config, tmp_path / "worker.log") as proc:
+        await wait_until(lambda: row_count(config) > 0, what="first rows")
+        proc.send_signal(signal.SIGTERM)
+        status = await exit_status(proc, within_s=10)
+    log = (tmp_path / "worker.log").read_text()
+    assert status == 0, log
+    assert "stopped cleanly" in log
+    assert 0 < row_count(config)
+    exactly_once_or_queued(rds, config, ids)
+    assert inflight_keys(rds, config) == []
+    assert rds.exists(f"{config.vote_queue}:worker:{config.worker_id}") == 0
+
+
+async def test_sigkill_mid_batch_then_another_worker_finishes_exactly_once(
+    config: Config, rds: redis.Redis, tmp_path: Path, nursery: trio.Nursery, start_worker: Any
+) -> None:
+    # The first worker reaches MySQL through a proxy that we black-hole, so it is certainly
+    # holding a taken batch (in its in-flight list) when it is killed.
+    proxy = FaultProxy(config.mysql_host, config.mysql_port)
+    port = await nursery.start(proxy.serve)
+    first = replace(
+        config, mysql_port=port, mysql_host="127.0.0.1", batch_size=400, heartbeat_ttl_s=1
+    )
+    ids = push_votes(rds, config, 20_000)
+    async with worker_process(first, tmp_path / "first.log") as proc:
+        await wait_until(lambda: row_count(config) > 2000, what="first rows")
+        proxy.set_blackhole(True)
+        await wait_until(lambda: len(inflight_keys(rds, config)) > 0, what="a batch in flight")
+        await trio.sleep(0.2)
+        proc.kill()
+        assert await proc.wait() == -signal.SIGKILL
+    held = sum(rds.llen(k) for k in inflight_keys(rds, config))
+    assert held > 0
+    stored_at_kill = row_count(config)
+    assert stored_at_kill < 20_000
+
+    # A different worker takes the dead one's batches over once its heartbeat expires.
+    second = await start_worker(replace(config, worker_id="second", heartbeat_ttl_s=1))
+    await wait_until(lambda: row_count(config) >= 20_000, what="all 20,000 rows")
+    second.stop.set()
+    await wait_until(lambda: second.exit_status, what="exit")
+    assert second.exit_status == [0]
+    assert voter_counts(config) == dict.fromkeys(ids, 1)
+    assert inflight_keys(rds, config) == []
+
+
+async def test_restart_with_the_same_worker_id_recovers_at_once(
+    config: Config, rds: redis.Redis, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    proxy = FaultProxy(config.mysql_host, config.mysql_port)
+    port = await nursery.start(proxy.serve)
+    # A long TTL: only recovery of its own lists at start (not heartbeat expiry) can finish in time.
+    cfg = replace(
+        config, mysql_port=port, mysql_host="127.0.0.1", batch_size=300, heartbeat_ttl_s=120
+    )
+    ids = push_votes(rds, config, 5000)
+    async with worker_process(cfg, tmp_path / "a.log") as proc:
+        await wait_until(lambda: row_count(config) > 0, what="first rows")
+        proxy.set_blackhole(True)
+        await wait_until(lambda: len(inflight_keys(rds, config)) > 0, what="a batch in flight")
+        proc.kill()
+        await proc.wait()
+    assert inflight_keys(rds, config)
+    proxy.set_blackhole(False)
+    async with worker_process(cfg, tmp_path / "b.log") as proc:
+        await wait_until(lambda: row_count(config) >= 5000, timeout_s=20, what="all rows")
+        proc.send_signal(signal.SIGTERM)
+        assert await exit_status(proc, within_s=10) == 0
+    assert voter_counts(config) == dict.fromkeys(ids, 1)
+    assert inflight_keys(rds, config) == []
+
+
+async def test_drain_deadline_keeps_votes_in_flight_and_exits_non_zero(
+    config: Config, rds: redis.Redis, tmp_path: Path, nursery: trio.Nursery, start_worker: Any
+) -> None:
+    proxy = FaultProxy(config.mysql_host, config.mysql_port)
+    port = await nursery.start(proxy.serve)
+    cfg = replace(
+        config, mysql_port=port, mysql_host="127.0.0.1", batch_size=200, shutdown_timeout_s=1
+    )
+    ids = push_votes(rds, config, 3000)
+    async with worker_process(cfg, tmp_path / "w.log") as proc:
+        await wait_until(lambda: row_count(config) > 0, what="first rows")
+        proxy.set_blackhole(True)
+        await wait_until(lambda: len(inflight_keys(rds, config)) > 0, what="a batch in flight")
+        proc.send_signal(signal.SIGTERM)
+        status = await exit_status(proc, within_s=8)
+    assert status == 1, (tmp_path / "w.log").read_text()
+    assert inflight_keys(rds, config), "the votes in hand stay in Redis"
+    # It deleted its heartbeat on the way out, so the next worker takes over without waiting.
+    proxy.set_blackhole(False)
+    other = await start_worker(replace(config, worker_id="other"))
+    await wait_until(lambda: row_count(config) >= 3000, what="all rows")
+    other.stop.set()
+    await wait_until(lambda: other.exit_status, what="exit")
+    assert voter_counts(config) == dict.fromkeys(ids, 1)
