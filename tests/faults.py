@@ -97,7 +97,7 @@ class FaultProxy:
         if self.latency_s:
             await trio.sleep(self.latency_s)
 
-    def _take(self, armed: list[bytes], chunk: bytes) -> bool:
+    def _take(self, armed: list[bytes], chunk: bytes | bytearray) -> bool:
         for i, pattern in enumerate(armed):
             if pattern in chunk:
                 del armed[i]
