@@ -32,6 +32,10 @@ log = logging.getLogger("trio_worker.pipeline")
 # consumer to notice. Redis' socket timeout is kept above it (redis-py #2807).
 BLOCK_S = 0.5
 
+# Ledger rows are kept this long (see MySQLStore.prune_ledger), pruned every PRUNE_EVERY_S.
+LEDGER_RETENTION_S = 24 * 3600
+PRUNE_EVERY_S = 600.0
+
 
 @dataclass
 class Pipeline:
@@ -76,7 +80,7 @@ class Pipeline:
                         await self._recover(send, own=own_first)
                         own_first = False
                         next_recovery = trio.current_time() + recover_every
-                    batch = await self._fill(ids.next())
+                    batch = await self.fill(ids.next())
                     self.status.redis_ok = True
                     backoff.reset()
                 except RedisUnavailable as exc:
@@ -87,7 +91,7 @@ class Pipeline:
                     self.metrics.inflight.inc(batch.size)
                     await send.send(batch)
 
-    async def _fill(self, batch_id: str) -> Batch | None:
+    async def fill(self, batch_id: str) -> Batch | None:
         """One batch: whatever is queued, up to ``BATCH_SIZE``; blocks briefly on an idle queue.
 
         If Redis fails mid-fill, the in-flight list (not our memory) is the truth: once Redis
@@ -173,14 +177,28 @@ class Pipeline:
         """Commit each batch, then finish it in Redis; set ``drained`` when the channel ends."""
         task_status.started()
         await self._connect(store, schema=True)
+        next_prune = trio.current_time()
         async with receive:
             async for batch in receive:
+                if trio.current_time() >= next_prune:
+                    next_prune = trio.current_time() + PRUNE_EVERY_S
+                    await self._prune(store)
                 await self._commit(store, batch)
                 await self._finish(batch)
                 self.metrics.inflight.dec(batch.size)
                 self.metrics.batch_size.observe(batch.size)
                 self.metrics.vote_process_duration.observe(time.perf_counter() - batch.taken_at)
         drained.set()
+
+    async def _prune(self, store: MySQLStore) -> None:
+        try:
+            await self._connect(store)
+            deleted = await store.prune_ledger(LEDGER_RETENTION_S)
+        except MySQLUnavailable as exc:
+            self._mysql_failed(exc)  # the batch's own commit will reconnect
+            return
+        if deleted:
+            log.info("pruned ledger", extra={"rows": deleted})
 
     async def _connect(self, store: MySQLStore, *, schema: bool = False) -> None:
         backoff = Backoff()

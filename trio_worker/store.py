@@ -9,6 +9,7 @@ second one waits for it and then learns the outcome: there is no window for a do
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,9 +43,15 @@ CREATE TABLE IF NOT EXISTS vote_batches (
 
 # Quotes are the only character to escape under NO_BACKSLASH_ESCAPES, which we set on every
 # connection: values go into SQL verbatim and can never end a string literal early.
+# wait_timeout: if a worker dies where the server can't see it (a network partition), its open
+# transaction, and the ledger row lock that makes another worker wait for the same batch, go
+# after this long rather than the server's default of 8 hours. Idle connections are replaced
+# before that (IDLE_RECONNECT_S) so it never cuts a healthy worker.
+WAIT_TIMEOUT_S = 600
+IDLE_RECONNECT_S = 500.0
 SESSION = (
     "SET SESSION sql_mode='STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES,NO_ENGINE_SUBSTITUTION',"
-    " time_zone='+00:00', innodb_lock_wait_timeout=10"
+    f" time_zone='+00:00', innodb_lock_wait_timeout=10, wait_timeout={WAIT_TIMEOUT_S}"
 )
 
 _DUPLICATE_KEY = 1062
@@ -107,9 +114,13 @@ class MySQLStore:
         self.config = config
         self.address = config.mysql_address
         self._conn: Any = None
+        self._last_used = time.monotonic()
 
     @property
     def connected(self) -> bool:
+        """Connected, and not idle so long that the server may have dropped us."""
+        if self._conn is not None and time.monotonic() - self._last_used > IDLE_RECONNECT_S:
+            self.close()
         return self._conn is not None
 
     async def connect(self, *, create_database: bool = False, use_database: bool = True) -> None:
@@ -145,6 +156,7 @@ class MySQLStore:
         """Run one statement. A connection failure closes the connection: MySQLUnavailable."""
         if self._conn is None:
             raise MySQLUnavailable(self.address, "not connected")
+        self._last_used = time.monotonic()
         try:
             async with self._conn.cursor() as cur:
                 await aio(cur.execute, sql)
@@ -238,6 +250,27 @@ class MySQLStore:
                 refused.append(i)
         await self.commit()
         return True, refused
+
+    async def prune_ledger(self, older_than_s: int, limit: int = 10_000) -> int:
+        """Forget ledger rows older than ``older_than_s``; return how many went.
+
+        A batch id must outlive every copy of its batch: the in-flight list (gone once finished)
+        and a paused worker's memory. A day is far beyond any heartbeat takeover.
+        """
+        sql = (
+            "DELETE FROM vote_batches WHERE committed_at < "
+            f"NOW() - INTERVAL {int(older_than_s)} SECOND LIMIT {int(limit)}"
+        )
+        if self._conn is None:
+            raise MySQLUnavailable(self.address, "not connected")
+        try:
+            async with self._conn.cursor() as cur:
+                deleted = int(await aio(cur.execute, sql))
+        except Exception as exc:
+            self.close()
+            raise MySQLUnavailable(self.address, describe(exc)) from exc
+        await self.commit()
+        return deleted
 
     async def totals(self) -> dict[str, int]:
         rows = await self.execute("SELECT vote, COUNT(*) FROM votes GROUP BY vote ORDER BY vote")
