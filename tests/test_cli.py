@@ -83,6 +83,28 @@ async def test_produce_pushes_n_valid_votes_at_the_producers_end(
     assert {r[1] for r in rows if isinstance(r, tuple)} <= {"x", "y"}
 
 
+def test_produce_shows_a_progress_bar_on_a_terminal(config: Config, rds: redis.Redis) -> None:
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [*CLI, "produce", "--count", "3000"],
+            env=env_of(config),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            timeout=CLI_TIMEOUT_S,
+            check=False,
+        )
+        bar = os.read(controller, 65536).decode()
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert result.returncode == 0
+    assert "produce [" in bar
+    assert "3000/3000 100%" in bar
+    assert rds.llen(config.vote_queue) == 3000
+
+
 async def test_produce_at_a_rate_and_stored_by_the_worker(
     config: Config, rds: redis.Redis, start_worker: Any
 ) -> None:

@@ -137,7 +137,8 @@ class Progress:
 
     total: int
     label: str
-    enabled: bool = field(default_factory=sys.stderr.isatty)
+    # Looked up when the bar is made: sys.stderr may have been replaced since import.
+    enabled: bool = field(default_factory=lambda: sys.stderr.isatty())
     done: int = 0
     started_at: float = field(default_factory=time.monotonic)
 
