@@ -45,3 +45,11 @@ fmt: setup
 # validate the configuration and reach Redis and MySQL (`trio-worker check`)
 check: setup
     {{bin}}/trio-worker check
+
+# the whole stack in Docker: Redis, MySQL 8.4, two workers, Prometheus, Grafana (deploy/)
+up *ARGS:
+    docker compose -f deploy/docker-compose.yml up -d --build {{ARGS}}
+
+# stop the stack (`just down -v` also drops its data volumes)
+down *ARGS:
+    docker compose -f deploy/docker-compose.yml down {{ARGS}}

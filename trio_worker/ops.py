@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 import random
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -16,11 +17,11 @@ import orjson
 import trio
 import trio_asyncio
 
-from trio_worker.bridge import RedisUnavailable, aio
+from trio_worker.bridge import MySQLUnavailable, RedisUnavailable, aio, describe
 from trio_worker.config import Config
 from trio_worker.messages import original
 from trio_worker.queue import RedisQueue, connect
-from trio_worker.store import MySQLStore
+from trio_worker.store import MySQLStore, quote
 
 CHECK_TIMEOUT_S = 10.0
 DEFAULT_CHOICES = ("a", "b")
@@ -36,6 +37,13 @@ for i = 1, n do redis.call(ARGV[1], KEYS[2], ARGV[2 + n + i]) end
 redis.call('LTRIM', KEYS[1], n, -1)
 return n
 """
+
+_PURGE = """
+local n = redis.call('LLEN', KEYS[1])
+redis.call('DEL', KEYS[1])
+return n
+"""
+REQUEUE_CHUNK = 500
 
 
 @asynccontextmanager
@@ -54,57 +62,101 @@ def producer_push(config: Config) -> str:
     return "RPUSH" if config.consume_from == "left" else "LPUSH"
 
 
-async def check(config: Config, say: Callable[[str], None]) -> bool:
-    """Reach both stores; report each; True if both answered."""
+Report = Callable[[bool, str], None]
+"""How a command reports one finding: ``report(ok, text)``."""
+
+
+async def check(config: Config, report: Report) -> bool:
+    """Reach both stores and report each; True if both answered.
+
+    MySQL is checked at the server level: the database may not exist yet (``run`` creates it),
+    so its absence is reported, not treated as a failure.
+    """
     ok = True
     async with open_queue(config) as queue:
         with trio.move_on_after(CHECK_TIMEOUT_S) as scope:
             try:
                 await queue.ping()
-                say(f"ok: Redis at {config.redis_address}")
+                report(True, f"Redis at {config.redis_address}: reachable")
             except RedisUnavailable as exc:
-                say(f"error: {exc}")
+                report(False, str(exc))
                 ok = False
         if scope.cancelled_caught:
-            say(f"error: Redis at {config.redis_address}: timed out")
+            report(False, f"Redis at {config.redis_address}: timed out")
             ok = False
-        store = MySQLStore(config)
+        # (inside open_queue: asyncmy needs the same asyncio loop)
         with trio.move_on_after(CHECK_TIMEOUT_S) as scope:
             try:
-                await store.connect()
-                await store.ping()
-                say(f"ok: MySQL at {config.mysql_address}, database {config.mysql_database}")
-            except Exception as exc:
-                say(f"error: {exc}")
+                version, exists = await _mysql_server(config)
+            except MySQLUnavailable as exc:
+                report(False, str(exc))
                 ok = False
-            finally:
-                store.close()
+            else:
+                db = config.mysql_database
+                state = (
+                    f"database {db!r} exists"
+                    if exists
+                    else f"database {db!r} does not exist yet (`trio-worker run` creates it)"
+                )
+                report(
+                    True, f"MySQL at {config.mysql_address}: reachable (server {version}); {state}"
+                )
         if scope.cancelled_caught:
-            say(f"error: MySQL at {config.mysql_address}: timed out")
+            report(False, f"MySQL at {config.mysql_address}: timed out")
             ok = False
     return ok
 
 
+async def _mysql_server(config: Config) -> tuple[str, bool]:
+    """The server's version and whether the configured database exists (none selected).
+
+    Runs on the asyncio loop that ``open_queue`` opened.
+    """
+    store = MySQLStore(config)
+    try:
+        await store.connect(use_database=False)
+        version = (await store.execute("SELECT VERSION()"))[0][0]
+        found = await store.execute(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA"
+            f" WHERE SCHEMA_NAME = {quote(config.mysql_database)}"
+        )
+        await store.commit()
+    except MySQLUnavailable:
+        raise
+    except Exception as exc:
+        # Access denied and the like: the server answered, but not to us.
+        raise MySQLUnavailable(config.mysql_address, describe(exc)) from exc
+    finally:
+        store.close()
+    return str(version), int(found[0][0]) > 0
+
+
 @dataclass
 class Progress:
-    """A one-line progress bar on a terminal; silent elsewhere."""
+    """A one-line progress bar on a terminal (stderr); silent elsewhere."""
 
     total: int
     label: str
-    enabled: bool = sys.stderr.isatty()
+    # Looked up when the bar is made: sys.stderr may have been replaced since import.
+    enabled: bool = field(default_factory=lambda: sys.stderr.isatty())
     done: int = 0
+    started_at: float = field(default_factory=time.monotonic)
 
     def advance(self, n: int) -> None:
         self.done += n
-        if self.enabled:
-            width = 30
-            filled = width * self.done // max(self.total, 1)
-            pct = 100 * self.done // max(self.total, 1)
-            bar = "#" * filled + "-" * (width - filled)
-            sys.stderr.write(f"\r{self.label} [{bar}] {self.done}/{self.total} {pct}%")
-            if self.done >= self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
+        if not self.enabled:
+            return
+        width = 30
+        filled = width * self.done // max(self.total, 1)
+        pct = 100 * self.done // max(self.total, 1)
+        elapsed = max(time.monotonic() - self.started_at, 1e-6)
+        bar = "#" * filled + "-" * (width - filled)
+        sys.stderr.write(
+            f"\r{self.label} [{bar}] {self.done}/{self.total} {pct}% {self.done / elapsed:,.0f}/s"
+        )
+        if self.done >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
 
 
 async def produce(
@@ -140,6 +192,7 @@ async def produce(
 
 
 async def stats(config: Config) -> dict[str, Any]:
+    """Queue depth, in flight, dead letters (Redis) and stored totals by vote (MySQL)."""
     async with open_queue(config) as queue:
         depth = await queue.depth()
         inflight = await queue.inflight_count()
@@ -147,21 +200,43 @@ async def stats(config: Config) -> dict[str, Any]:
         workers = sorted(
             {parts[0] for k in await queue.registered() if (parts := queue.keys.split_inflight(k))}
         )
-        store = MySQLStore(config)
-        try:
-            await store.connect()
-            totals = await store.totals()
-        finally:
-            store.close()
+        alive = await queue.alive(workers)
+        totals = await _stored_totals(config)
     return {
         "queue": config.vote_queue,
         "queue_depth": depth,
         "in_flight": inflight,
         "workers_with_in_flight": workers,
+        "workers_with_in_flight_dead": [w for w in workers if not alive[w]],
+        "dead_letter_queue": config.dead_letter_queue,
         "dead_letters": dead,
-        "stored_by_vote": totals,
-        "stored_total": sum(totals.values()),
+        "database": config.mysql_database,
+        "database_exists": totals is not None,
+        "stored_by_vote": totals or {},
+        "stored_total": sum((totals or {}).values()),
     }
+
+
+async def _stored_totals(config: Config) -> dict[str, int] | None:
+    """Rows by vote, or None when the database or its table doesn't exist yet."""
+    db = config.mysql_database
+    store = MySQLStore(config)
+    try:
+        await store.connect(use_database=False)
+        found = await store.execute(
+            "SELECT COUNT(*) FROM information_schema.TABLES"
+            f" WHERE TABLE_SCHEMA = {quote(db)} AND TABLE_NAME = 'votes'"
+        )
+        if int(found[0][0]) == 0:
+            await store.commit()
+            return None
+        rows = await store.execute(
+            f"SELECT vote, COUNT(*) FROM `{db}`.votes GROUP BY vote ORDER BY vote"
+        )
+        await store.commit()
+    finally:
+        store.close()
+    return {str(v): int(n) for v, n in rows}
 
 
 async def dlq_list(config: Config, limit: int) -> list[dict[str, Any]]:
@@ -177,34 +252,49 @@ async def dlq_list(config: Config, limit: int) -> list[dict[str, Any]]:
 
 
 async def dlq_requeue(config: Config, limit: int | None) -> int:
-    """Move dead letters (oldest first) back to the queue, atomically and once each."""
+    """Move dead letters (oldest first) back to the queue, atomically and once each.
+
+    ``limit=None`` moves the dead letters there are now, not ones that arrive meanwhile: a
+    message that is still invalid comes back to the dead-letter list, and must not be requeued
+    again in a loop.
+    """
     moved = 0
     async with open_queue(config) as queue:
+        if limit is None:
+            limit = await queue.dead_count()
         script = queue.client.register_script(_REQUEUE)
         push = producer_push(config)
-        while limit is None or moved < limit:
-            want = 500 if limit is None else min(500, limit - moved)
+        while moved < limit:
+            want = min(REQUEUE_CHUNK, limit - moved)
             head = cast("list[bytes]", await aio(queue.client.lrange, queue.keys.dead, 0, want - 1))
             if not head:
                 break
             try:
                 originals = [original(e) for e in head]
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise ValueError(
-                    f"dead letter {moved + 1} is not a readable envelope: {exc}"
+                    f"dead letter {moved + 1} in {queue.keys.dead} is not a readable envelope"
+                    f" ({exc}); inspect it with `trio-worker dlq list`"
                 ) from exc
-            n = await aio(
-                script,
-                keys=[queue.keys.dead, queue.keys.queue],
-                args=[push, len(head), *head, *originals],
+            # -1: the head changed under us (another operator, a purge); read it again.
+            n = int(
+                await aio(
+                    script,
+                    keys=[queue.keys.dead, queue.keys.queue],
+                    args=[push, len(head), *head, *originals],
+                )
             )
-            if int(n) > 0:
-                moved += int(n)
+            if n > 0:
+                moved += n
     return moved
 
 
 async def dlq_purge(config: Config) -> int:
+    """Delete the dead-letter list; return how many it held (counted in the same step)."""
     async with open_queue(config) as queue:
-        n = await queue.dead_count()
-        await aio(queue.client.delete, queue.keys.dead)
-    return n
+        return int(await aio(queue.client.register_script(_PURGE), keys=[queue.keys.dead]))
+
+
+async def dead_letter_count(config: Config) -> int:
+    async with open_queue(config) as queue:
+        return await queue.dead_count()

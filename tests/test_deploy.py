@@ -1,0 +1,513 @@
+"""deploy/ and the Dockerfile, validated offline.
+
+Kubernetes manifests against the Kubernetes JSON schemas shipped in kubernetes-validate's wheel
+(nothing is downloaded), the KEDA ScaledObject against the fields KEDA's redis scaler reads,
+alert rules with promtool (and structurally in Python, so the check never vanishes), and every
+metric the dashboard and the alerts use against a live worker's /metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import kubernetes_validate
+import pytest
+import redis
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import wait_until
+from tests.helpers import push_raw, push_votes, row_count
+from trio_worker.config import Config, from_env
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+DASHBOARD = DEPLOY / "grafana" / "dashboard.json"
+KUBERNETES_VERSION = "1.30.0"
+DEFAULT_SHUTDOWN_TIMEOUT_S = 25.0
+# Series Prometheus makes itself, not the worker.
+PROMETHEUS_SERIES = {"up"}
+# The variables CONTRACT.md names; a manifest setting anything else sets a typo.
+CONTRACT_VARIABLES = frozenset(
+    {
+        "REDIS_HOST",
+        "REDIS_PORT",
+        "REDIS_DB",
+        "REDIS_PASSWORD",
+        "VOTE_QUEUE",
+        "MYSQL_HOST",
+        "MYSQL_PORT",
+        "MYSQL_USER",
+        "MYSQL_PASSWORD",
+        "MYSQL_DATABASE",
+        "PORT",
+        "HOST",
+        "MYSQL_PASSWORD_FILE",
+        "BATCH_SIZE",
+        "FLUSH_INTERVAL_MS",
+        "WORKER_ID",
+        "HEARTBEAT_TTL_S",
+        "SHUTDOWN_TIMEOUT_S",
+        "QUEUE_CONSUME_FROM",
+        "VOTE_CHOICES",
+        "DEAD_LETTER_QUEUE",
+        "LOG_LEVEL",
+        "LOG_FORMAT",
+    }
+)
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def manifests() -> dict[str, dict[str, Any]]:
+    """Every object under deploy/k8s by kind (one of each), kustomization.yaml aside."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            assert doc["kind"] not in found, f"two {doc['kind']} objects"
+            found[doc["kind"]] = doc
+    return found
+
+
+def config_from(variables: dict[str, Any], tmp_path: Path) -> Config:
+    """Parse a manifest's environment exactly as the worker would (the secret file stubbed)."""
+    assert set(variables) <= CONTRACT_VARIABLES, set(variables) - CONTRACT_VARIABLES
+    env = {k: str(v) for k, v in variables.items()}
+    if "MYSQL_PASSWORD_FILE" in env:
+        secret = tmp_path / "mysql-password"
+        secret.write_text("s3cret\n", encoding="utf-8")
+        env["MYSQL_PASSWORD_FILE"] = str(secret)
+    return from_env(env)
+
+
+# --- Kubernetes --------------------------------------------------------------------------------
+
+
+def test_kubernetes_manifests_match_the_kubernetes_schemas() -> None:
+    objects = manifests()
+    assert set(objects) == {
+        "ConfigMap",
+        "Secret",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "ScaledObject",
+    }
+    for kind, doc in objects.items():
+        if kind == "ScaledObject":
+            continue  # a KEDA CRD: checked below
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = load_yaml(K8S / "kustomization.yaml")
+    listed = set(kustomization["resources"])
+    assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+
+
+def test_deployment_runs_safely_and_drains_before_it_is_killed(tmp_path: Path) -> None:
+    objects = manifests()
+    config_map, deployment = objects["ConfigMap"], objects["Deployment"]
+    config = config_from(config_map["data"], tmp_path)
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+
+    grace = pod["terminationGracePeriodSeconds"]
+    assert grace > config.shutdown_timeout_s
+    assert grace > DEFAULT_SHUTDOWN_TIMEOUT_S
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports[container["livenessProbe"]["httpGet"]["port"]] == config.http_port
+    assert ports[container["readinessProbe"]["httpGet"]["port"]] == config.http_port
+    for bound in ("requests", "limits"):
+        assert set(container["resources"][bound]) >= {"cpu", "memory"}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert container["envFrom"] == [{"configMapRef": {"name": config_map["metadata"]["name"]}}]
+
+
+def test_the_secret_is_mounted_where_mysql_password_file_points() -> None:
+    objects = manifests()
+    secret, deployment = objects["Secret"], objects["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    password_file = objects["ConfigMap"]["data"]["MYSQL_PASSWORD_FILE"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for mount in container["volumeMounts"]:
+        source = volumes[mount["name"]].get("secret")
+        if source is None:
+            continue
+        assert source["secretName"] == secret["metadata"]["name"]
+        (item,) = source["items"]
+        assert item["key"] in secret["stringData"]
+        assert f"{mount['mountPath']}/{item['path']}" == password_file
+        assert mount["readOnly"] is True
+        return
+    pytest.fail("no Secret volume is mounted")
+
+
+def test_service_and_disruption_budget_select_the_worker_pods() -> None:
+    objects = manifests()
+    pod_labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    service = objects["Service"]["spec"]
+    assert service["selector"].items() <= pod_labels.items()
+    (container,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert {p["targetPort"] for p in service["ports"]} <= {p["name"] for p in container["ports"]}
+    pdb = objects["PodDisruptionBudget"]["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+# What KEDA (v2) reads from a ScaledObject with its redis list scaler; unknown keys are typos.
+SCALED_OBJECT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "keda.sh/v1alpha1"},
+        "kind": {"const": "ScaledObject"},
+        "spec": {
+            "type": "object",
+            "required": ["scaleTargetRef", "triggers"],
+            "additionalProperties": False,
+            "properties": {
+                "scaleTargetRef": {
+                    "type": "object",
+                    "required": ["name"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "name": {"type": "string"},
+                    },
+                },
+                "minReplicaCount": {"type": "integer", "minimum": 0},
+                "maxReplicaCount": {"type": "integer", "minimum": 1},
+                "pollingInterval": {"type": "integer", "minimum": 1},
+                "cooldownPeriod": {"type": "integer", "minimum": 0},
+                "idleReplicaCount": {"type": "integer", "minimum": 0},
+                "advanced": {"type": "object"},
+                "fallback": {"type": "object"},
+                "triggers": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["type", "metadata"],
+                        "properties": {
+                            "type": {"const": "redis"},
+                            "authenticationRef": {
+                                "type": "object",
+                                "required": ["name"],
+                            },
+                            "metadata": {
+                                "type": "object",
+                                "required": ["listName", "listLength"],
+                                "additionalProperties": {"type": "string"},
+                                "propertyNames": {
+                                    "enum": [
+                                        "address",
+                                        "addressFromEnv",
+                                        "host",
+                                        "hostFromEnv",
+                                        "port",
+                                        "portFromEnv",
+                                        "usernameFromEnv",
+                                        "passwordFromEnv",
+                                        "listName",
+                                        "listLength",
+                                        "activationListLength",
+                                        "enableTLS",
+                                        "unsafeSsl",
+                                        "databaseIndex",
+                                    ]
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def test_keda_scales_on_the_vote_queue_length(tmp_path: Path) -> None:
+    objects = manifests()
+    scaled = objects["ScaledObject"]
+    jsonschema.validate(scaled, SCALED_OBJECT_SCHEMA)
+    config = config_from(objects["ConfigMap"]["data"], tmp_path)
+    spec = scaled["spec"]
+    target = spec["scaleTargetRef"]
+    assert target["name"] == objects["Deployment"]["metadata"]["name"]
+    assert target.get("kind", "Deployment") == "Deployment"
+    assert spec["minReplicaCount"] >= 1  # one worker keeps draining what is in flight
+    assert spec["maxReplicaCount"] > spec["minReplicaCount"]
+    (trigger,) = spec["triggers"]
+    meta = trigger["metadata"]
+    assert meta["listName"] == config.vote_queue
+    assert meta["address"] == config.redis_address
+    assert int(meta.get("databaseIndex", "0")) == config.redis_db
+    assert int(meta["listLength"]) > 0
+
+
+# --- Docker ------------------------------------------------------------------------------------
+
+
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile as stages of (instruction, arguments), continuation lines joined."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    stages: list[list[tuple[str, str]]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        instruction, _, args = line.partition(" ")
+        if instruction.upper() == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append((instruction.upper(), args.strip()))
+    return stages
+
+
+def test_dockerfile_is_multi_stage_non_root_and_execs_the_worker() -> None:
+    stages = dockerfile_stages()
+    assert len(stages) >= 2
+    final = dict(stages[-1])  # the last of each instruction wins, as in Docker
+    assert "-slim" in final["FROM"]
+    user = final["USER"].split(":")[0]
+    assert user not in ("root", "0")
+    # Exec form (a JSON list): the worker is PID 1 and receives SIGTERM itself.
+    assert json.loads(final["ENTRYPOINT"]) == ["trio-worker"]
+    assert json.loads(final["CMD"]) == ["run"]
+    assert "/health" in final["HEALTHCHECK"]
+    assert final.get("STOPSIGNAL", "SIGTERM") == "SIGTERM"
+    copied = [args for instruction, args in stages[-1] if instruction == "COPY"]
+    assert copied
+    assert all(a.startswith("--from=") for a in copied), "the runtime stage copies only builds"
+
+
+# --- docker compose ----------------------------------------------------------------------------
+
+
+def _seconds(duration: str) -> float:
+    match = re.fullmatch(r"(\d+)(ms|s|m)", duration)
+    assert match, duration
+    return int(match[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0}[match[2]]
+
+
+def test_compose_stack_wires_mysql84_two_workers_prometheus_and_grafana(tmp_path: Path) -> None:
+    compose = load_yaml(DEPLOY / "docker-compose.yml")
+    services = compose["services"]
+    assert set(services) >= {"redis", "mysql", "worker", "prometheus", "grafana"}
+    mysql, worker = services["mysql"], services["worker"]
+    assert mysql["image"].startswith("mysql:8.4")
+    # A default account (not root), so MySQL 8's caching_sha2_password is what the worker meets.
+    config = config_from(worker["environment"], tmp_path)
+    assert config.mysql_user == mysql["environment"]["MYSQL_USER"] != "root"
+    assert config.mysql_database == mysql["environment"]["MYSQL_DATABASE"]
+    assert config.mysql_host == "mysql"
+    assert config.redis_host == "redis"
+    assert worker["environment"]["MYSQL_PASSWORD_FILE"] == "/run/secrets/mysql_password"
+    assert "mysql_password" in worker["secrets"]
+    assert worker["deploy"]["replicas"] == 2
+    assert worker["build"]["dockerfile"] == "Dockerfile"
+    assert (DEPLOY / worker["build"]["context"] / "Dockerfile").is_file()
+    assert _seconds(worker["stop_grace_period"]) > config.shutdown_timeout_s
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), f"{name}: {source} is missing"
+    for secret in compose["secrets"].values():
+        assert (DEPLOY / secret["file"]).is_file()
+
+
+def test_prometheus_scrapes_the_workers_under_the_job_the_alerts_use() -> None:
+    prometheus = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
+    compose = load_yaml(DEPLOY / "docker-compose.yml")
+    mounts = dict(v.split(":")[:2] for v in compose["services"]["prometheus"]["volumes"])
+    for rule_file in prometheus["rule_files"]:
+        source = next(s for s, target in mounts.items() if target == rule_file)
+        assert (DEPLOY / source).resolve() == ALERTS
+    jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
+    worker_job = jobs["trio-worker"]
+    (discovery,) = worker_job["dns_sd_configs"]
+    assert discovery["names"] == ["worker"]
+    assert discovery["port"] == 8080
+    assert 'job="trio-worker"' in ALERTS.read_text(encoding="utf-8")
+
+
+def test_grafana_provisions_the_datasource_the_dashboard_uses() -> None:
+    provisioning = DEPLOY / "grafana" / "provisioning"
+    (datasource,) = load_yaml(provisioning / "datasources" / "prometheus.yml")["datasources"]
+    (provider,) = load_yaml(provisioning / "dashboards" / "trio-worker.yml")["providers"]
+    compose = load_yaml(DEPLOY / "docker-compose.yml")
+    mounts = dict(v.split(":")[:2] for v in compose["services"]["grafana"]["volumes"])
+    dashboard_target = mounts["./grafana/dashboard.json"]
+    assert dashboard_target.startswith(provider["options"]["path"] + "/")
+    assert datasource["url"] == "http://prometheus:9090"
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == datasource["uid"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == datasource["uid"]
+
+
+# --- alert rules -------------------------------------------------------------------------------
+
+REQUIRED_ALERTS = {
+    "VoteBacklogGrowing",
+    "DeadLettersGrowing",
+    "TrioWorkerDown",
+    "TrioWorkerNotReady",
+    "RedisErrors",
+    "DatabaseErrors",
+    "CommitLatencyHigh",
+}
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for group in load_yaml(ALERTS)["groups"] for rule in group["rules"]]
+
+
+def test_alert_rules_are_well_formed() -> None:
+    """What promtool checks first, in Python: the check stays even where promtool is absent."""
+    document = load_yaml(ALERTS)
+    assert set(document) == {"groups"}
+    names = []
+    for group in document["groups"]:
+        assert set(group) <= {"name", "interval", "rules", "limit"}
+        assert isinstance(group["name"], str)
+        assert group["rules"]
+        for rule in group["rules"]:
+            assert set(rule) <= {"alert", "expr", "for", "labels", "annotations", "keep_firing_for"}
+            assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", rule["alert"])
+            assert isinstance(rule["expr"], str)
+            assert metric_names(rule["expr"])
+            assert rule["expr"].count("(") == rule["expr"].count(")")
+            if "for" in rule:
+                assert re.fullmatch(r"\d+[smhd]", rule["for"]), rule["for"]
+            assert rule["labels"]["severity"] in {"critical", "warning", "info"}
+            assert rule["annotations"]["summary"]
+            names.append(rule["alert"])
+    assert len(names) == len(set(names))
+    assert set(names) >= REQUIRED_ALERTS
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is missing in CI: .ci/run installs Debian's prometheus package")
+        pytest.skip(
+            "promtool not installed (apt-get install prometheus); alerts.yml is still checked"
+            " structurally by test_alert_rules_are_well_formed"
+        )
+    return found
+
+
+@pytest.mark.parametrize(
+    "args", [["check", "rules", "alerts.yml"], ["test", "rules", "alerts.test.yml"]]
+)
+def test_promtool_accepts_and_unit_tests_the_alert_rules(args: list[str]) -> None:
+    result = subprocess.run(
+        [promtool(), *args],
+        cwd=ALERTS.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
+
+
+# --- metric names against a live worker --------------------------------------------------------
+
+_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right"}
+_KEYWORDS |= {"and", "or", "unless", "bool", "offset", "inf", "nan"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (not functions, labels or keywords)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # strings
+    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", " ", text)  # ranges and subqueries
+    text = re.sub(r"\boffset\s+-?[0-9smhdwy]+", " ", text)  # offset 5m
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    text = re.sub(r"(?<![A-Za-z_:])\d+(\.\d+)?([eE][+-]?\d+)?", " ", text)  # numbers
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
+        is_call = text[match.end() :].lstrip().startswith("(")
+        if not is_call and match[0].lower() not in _KEYWORDS:
+            names.add(match[0])
+    return names
+
+
+def test_metric_names_reads_promql() -> None:
+    expr = (
+        'histogram_quantile(0.95, sum by (job, le) (rate(a_seconds_bucket{x="y"}[5m]))) > 0.5'
+        " and on (job) max(b_total offset 5m) / ignoring(le) c:rate5m unless absent(up == 1)"
+    )
+    assert metric_names(expr) == {"a_seconds_bucket", "b_total", "c:rate5m", "up"}
+
+
+def dashboard_exprs() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+
+
+async def test_every_metric_in_dashboard_and_alerts_is_exported_by_a_live_worker(
+    config: Config, rds: redis.Redis, start_worker: Any
+) -> None:
+    push_votes(rds, config, 2)
+    push_raw(rds, config, b"{not json")
+    worker = await start_worker(config)
+    await wait_until(lambda: row_count(config) == 2, what="2 rows")
+    await wait_until(lambda: rds.llen(config.dead_letter_queue) == 1, what="1 dead letter")
+    async with httpx.AsyncClient(timeout=10) as client:
+        await client.get(worker.url + "/health")  # so health_checks_total has a series
+        scrape = (await client.get(worker.url + "/metrics")).text
+    exported = {
+        sample.name
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+    }
+
+    used_by_dashboard = {name for expr in dashboard_exprs() for name in metric_names(expr)}
+    used_by_alerts = {name for rule in alert_rules() for name in metric_names(rule["expr"])}
+    assert used_by_dashboard - exported - PROMETHEUS_SERIES == set()
+    assert used_by_alerts - exported - PROMETHEUS_SERIES == set()
+    # The dashboard shows what issue 5 asks for: throughput by choice, queue depth, in flight,
+    # batch sizes, commit latency, errors and dead letters.
+    assert used_by_dashboard >= {
+        "votes_processed_total",
+        "vote_queue_depth",
+        "votes_in_flight",
+        "vote_batch_size_bucket",
+        "mysql_commit_duration_seconds_bucket",
+        "redis_errors_total",
+        "database_errors_total",
+        "dead_letters_total",
+    }
+    assert any("by (vote)" in expr for expr in dashboard_exprs())
