@@ -169,3 +169,19 @@ async def test_vote_choices_allow_list(config: Config, rds: redis.Redis, start_w
     assert (
         orjson.loads(rds.lindex(config.dead_letter_queue, 0) or b"")["reason"] == "vote_not_allowed"
     )
+
+
+async def test_a_one_megabyte_message_is_handled(
+    config: Config, rds: redis.Redis, start_worker: Any
+) -> None:
+    padding = "p" * (1 << 20)
+    big_valid = orjson.dumps({"voter_id": "big", "vote": "a", "padding": padding})
+    big_invalid = orjson.dumps({"voter_id": "x" * (1 << 20), "vote": "a"})
+    push_raw(rds, config, big_valid, big_invalid, b'{"voter_id": "after", "vote": "b"}')
+    await start_worker(config)
+    await wait_until(lambda: row_count(config) == 2, what="both valid rows")
+    await wait_until(lambda: rds.llen(config.dead_letter_queue) == 1, what="the dead letter")
+    assert sorted(r[0] for r in sql(config, "SELECT voter_id FROM votes")) == ["after", "big"]
+    envelope = orjson.loads(rds.lindex(config.dead_letter_queue, 0) or b"")
+    assert envelope["reason"] == "bad_voter_id"
+    assert envelope["message"].encode() == big_invalid
