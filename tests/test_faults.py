@@ -93,7 +93,7 @@ async def test_redis_reply_lost_after_the_take_script_ran(
 async def test_stores_cut_off_and_back(
     config: Config, rds: redis.Redis, start_worker: Any, nursery: trio.Nursery
 ) -> None:
-    """Both stores black-holed mid-stream: /ready goes 503, nothing exits, all lands once."""
+    """MySQL black-holed mid-stream: /ready goes 503, nothing exits, all lands once."""
     mysql = FaultProxy(config.mysql_host, config.mysql_port)
     mport = await nursery.start(mysql.serve)
     ids = push_votes(rds, config, 2000)

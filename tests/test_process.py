@@ -46,6 +46,22 @@ def exactly_once_or_queued(rds: redis.Redis, config: Config, ids: list[str]) -> 
     assert len(stored) + rds.llen(config.vote_queue) == len(ids)
 
 
+async def mysql_proxy(
+    nursery: trio.Nursery, config: Config, **changes: Any
+) -> tuple[FaultProxy, Config]:
+    """A proxy in front of MySQL, and ``config`` changed to go through it."""
+    proxy = FaultProxy(config.mysql_host, config.mysql_port)
+    port = await nursery.start(proxy.serve)
+    return proxy, replace(config, mysql_host="127.0.0.1", mysql_port=port, **changes)
+
+
+async def stall_with_a_batch_in_flight(proxy: FaultProxy, rds: redis.Redis, config: Config) -> None:
+    """Once rows flow, black-hole MySQL: the worker is then certainly holding a batch."""
+    await wait_until(lambda: row_count(config) > 0, what="first rows")
+    proxy.set_blackhole(True)
+    await wait_until(lambda: len(inflight_keys(rds, config)) > 0, what="a batch in flight")
+
+
 async def exit_status(proc: trio.Process, within_s: float) -> int | None:
     with trio.move_on_after(within_s):
         return await proc.wait()
@@ -74,17 +90,10 @@ async def test_sigkill_mid_batch_then_another_worker_finishes_exactly_once(
 ) -> None:
     # The first worker reaches MySQL through a proxy that we black-hole, so it is certainly
     # holding a taken batch (in its in-flight list) when it is killed.
-    proxy = FaultProxy(config.mysql_host, config.mysql_port)
-    port = await nursery.start(proxy.serve)
-    first = replace(
-        config, mysql_port=port, mysql_host="127.0.0.1", batch_size=400, heartbeat_ttl_s=1
-    )
+    proxy, first = await mysql_proxy(nursery, config, batch_size=400, heartbeat_ttl_s=1)
     ids = push_votes(rds, config, 20_000)
     async with worker_process(first, tmp_path / "first.log") as proc:
-        await wait_until(lambda: row_count(config) > 2000, what="first rows")
-        proxy.set_blackhole(True)
-        await wait_until(lambda: len(inflight_keys(rds, config)) > 0, what="a batch in flight")
-        await trio.sleep(0.2)
+        await stall_with_a_batch_in_flight(proxy, rds, config)
         proc.kill()
         assert await proc.wait() == -signal.SIGKILL
     # The dead process's sockets close, as they would without the proxy: MySQL rolls back its
@@ -109,17 +118,11 @@ async def test_sigkill_mid_batch_then_another_worker_finishes_exactly_once(
 async def test_restart_with_the_same_worker_id_recovers_at_once(
     config: Config, rds: redis.Redis, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    proxy = FaultProxy(config.mysql_host, config.mysql_port)
-    port = await nursery.start(proxy.serve)
     # A long TTL: only recovery of its own lists at start (not heartbeat expiry) can finish in time.
-    cfg = replace(
-        config, mysql_port=port, mysql_host="127.0.0.1", batch_size=300, heartbeat_ttl_s=120
-    )
+    proxy, cfg = await mysql_proxy(nursery, config, batch_size=300, heartbeat_ttl_s=120)
     ids = push_votes(rds, config, 5000)
     async with worker_process(cfg, tmp_path / "a.log") as proc:
-        await wait_until(lambda: row_count(config) > 0, what="first rows")
-        proxy.set_blackhole(True)
-        await wait_until(lambda: len(inflight_keys(rds, config)) > 0, what="a batch in flight")
+        await stall_with_a_batch_in_flight(proxy, rds, config)
         proc.kill()
         await proc.wait()
     assert inflight_keys(rds, config)
@@ -135,16 +138,10 @@ async def test_restart_with_the_same_worker_id_recovers_at_once(
 async def test_drain_deadline_keeps_votes_in_flight_and_exits_non_zero(
     config: Config, rds: redis.Redis, tmp_path: Path, nursery: trio.Nursery, start_worker: Any
 ) -> None:
-    proxy = FaultProxy(config.mysql_host, config.mysql_port)
-    port = await nursery.start(proxy.serve)
-    cfg = replace(
-        config, mysql_port=port, mysql_host="127.0.0.1", batch_size=200, shutdown_timeout_s=1
-    )
+    proxy, cfg = await mysql_proxy(nursery, config, batch_size=200, shutdown_timeout_s=1)
     ids = push_votes(rds, config, 3000)
     async with worker_process(cfg, tmp_path / "w.log") as proc:
-        await wait_until(lambda: row_count(config) > 0, what="first rows")
-        proxy.set_blackhole(True)
-        await wait_until(lambda: len(inflight_keys(rds, config)) > 0, what="a batch in flight")
+        await stall_with_a_batch_in_flight(proxy, rds, config)
         proc.send_signal(signal.SIGTERM)
         status = await exit_status(proc, within_s=8)
     assert status == 1, (tmp_path / "w.log").read_text()
