@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -31,6 +32,10 @@ log = logging.getLogger("trio_worker.pipeline")
 # How long one blocking wait on an idle queue lasts; also the longest a SIGTERM waits for the
 # consumer to notice. Redis' socket timeout is kept above it (redis-py #2807).
 BLOCK_S = 0.5
+
+# MySQL connections committing batches side by side: two let MariaDB use both cores of a small
+# machine (one commits while the other inserts); more only add lock and log contention.
+FLUSHERS = 2
 
 
 @dataclass
@@ -164,15 +169,30 @@ class Pipeline:
 
     async def flush(
         self,
-        store: MySQLStore,
+        stores: Sequence[MySQLStore],
         receive: trio.MemoryReceiveChannel[Batch],
         drained: trio.Event,
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Commit each batch, then finish it in Redis; set ``drained`` when the channel ends."""
+        """Commit each batch, then finish it in Redis; set ``drained`` when the channel ends.
+
+        One flusher per store (MySQL connection), all taking from the same channel: while one
+        waits for its COMMIT's log flush, another sends its rows, so MariaDB works on both cores
+        and the commit of batch N overlaps the insert of batch N+1. Batches may therefore commit
+        out of order; each still commits exactly once (the ledger), and its in-flight list is
+        finished only after its own commit.
+        """
         task_status.started()
-        await self._connect(store, schema=True)
+        await self._connect(stores[0], schema=True)
+        async with receive, trio.open_nursery() as nursery:
+            for store in stores:
+                nursery.start_soon(self._flush_from, store, receive.clone())
+        drained.set()
+
+    async def _flush_from(
+        self, store: MySQLStore, receive: trio.MemoryReceiveChannel[Batch]
+    ) -> None:
         async with receive:
             async for batch in receive:
                 await self._commit(store, batch)
@@ -180,7 +200,6 @@ class Pipeline:
                 self.metrics.inflight.dec(batch.size)
                 self.metrics.batch_size.observe(batch.size)
                 self.metrics.vote_process_duration.observe(time.perf_counter() - batch.taken_at)
-        drained.set()
 
     async def _connect(self, store: MySQLStore, *, schema: bool = False) -> None:
         backoff = Backoff()
