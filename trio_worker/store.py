@@ -89,6 +89,10 @@ def values_sql(rows: Sequence[Row]) -> str:
     )
 
 
+def _ledger_sql(batch_id: str, count: int) -> str:
+    return f"INSERT INTO vote_batches (batch_id, votes) VALUES ({quote(batch_id)}, {count})"
+
+
 def _is_connection_error(exc: BaseException) -> bool:
     if isinstance(exc, asyncmy.errors.OperationalError | asyncmy.errors.InterfaceError):
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
@@ -190,9 +194,7 @@ class MySQLStore:
     async def _claim_batch(self, batch_id: str, count: int) -> bool:
         """Insert the ledger row; False if the batch is committed already."""
         try:
-            await self.execute(
-                f"INSERT INTO vote_batches (batch_id, votes) VALUES ({quote(batch_id)}, {count})"
-            )
+            await self.execute(_ledger_sql(batch_id, count))
         except asyncmy.errors.IntegrityError as exc:
             if _code(exc) == _DUPLICATE_KEY:
                 await self.rollback()
@@ -206,17 +208,46 @@ class MySQLStore:
         True if this call committed them, False if the batch was committed before. Raises
         ``MySQLUnavailable`` (outcome unknown until retried) or ``BatchRejected``.
         """
-        if not await self._claim_batch(batch_id, len(rows)):
-            return False
+        conn = self._conn
+        if conn is None:
+            raise MySQLUnavailable(self.address, "not connected")
+        ledger, insert = _ledger_sql(batch_id, len(rows)), values_sql(rows)
+        step = "ledger"
+
+        async def transaction() -> bool:
+            # Runs on the asyncio loop: the whole transaction is one hop from Trio, not five (the
+            # hops, not MariaDB, dominated a small batch's commit time). Same statements, order.
+            nonlocal step
+            async with conn.cursor() as cur:
+                try:
+                    await cur.execute(ledger)
+                except asyncmy.errors.IntegrityError as exc:
+                    if _code(exc) == _DUPLICATE_KEY:
+                        return False
+                    raise
+                step = "rows"
+                await cur.execute(insert)
+            step = "commit"
+            await conn.commit()
+            return True
+
         try:
-            await self.execute(values_sql(rows))
-        except MySQLUnavailable:
-            raise
+            committed = await aio(transaction)
         except Exception as exc:
+            if step == "commit" or _is_connection_error(exc):
+                self.close()
+                raise MySQLUnavailable(self.address, describe(exc)) from exc
+            if step == "rows":
+                await self.rollback()
+                raise BatchRejected(describe(exc)) from exc
+            raise
+        except BaseException:
+            # Cancelled mid-transaction: the protocol state is unknown, so the connection goes.
+            self.close()
+            raise
+        if not committed:
             await self.rollback()
-            raise BatchRejected(describe(exc)) from exc
-        await self.commit()
-        return True
+        return committed
 
     async def commit_rows_one_by_one(
         self, batch_id: str, rows: Sequence[Row]
