@@ -1,7 +1,8 @@
 """The two tasks that move votes: the consumer (Redis → channel) and the flusher (→ MySQL).
 
 The consumer fills one batch at a time into its own in-flight list and hands it, parsed, to the
-flusher through a memory channel of size 1: while batch N commits, batch N+1 is being taken, and
+flushers (one per MySQL connection) through an unbuffered memory channel, and starts filling
+only when a flusher is free: while batch N commits, batch N+1 is being taken and inserted, and
 memory stays bounded however long the queue is. Shutdown is a trigger: when ``stop`` is set the
 consumer takes nothing more and closes its end; the flusher's ``async for`` ends once it has
 committed what was sent.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import trio
@@ -47,6 +48,8 @@ class Pipeline:
     status: Status
     metrics: Metrics
     token: str
+    # One token per flusher not busy with a batch; the consumer holds one while it fills.
+    flusher_free: trio.Semaphore = field(default_factory=lambda: trio.Semaphore(FLUSHERS))
 
     def _redis_failed(self, exc: RedisUnavailable) -> None:
         if self.status.redis_ok:
@@ -81,7 +84,7 @@ class Pipeline:
                         await self._recover(send, own=own_first)
                         own_first = False
                         next_recovery = trio.current_time() + recover_every
-                    batch = await self._fill(ids.next())
+                    batch = await self._fill_when_free(ids.next())
                     self.status.redis_ok = True
                     backoff.reset()
                 except RedisUnavailable as exc:
@@ -91,6 +94,22 @@ class Pipeline:
                 if batch is not None:
                     self.metrics.inflight.inc(batch.size)
                     await send.send(batch)
+
+    async def _fill_when_free(self, batch_id: str) -> Batch | None:
+        """``_fill``, started only once a flusher is free to commit the batch at once.
+
+        A batch taken earlier would wait in memory, its votes aging, while votes left in Redis
+        join the next batch anyway. The token goes with the batch; its flusher gives it back.
+        """
+        await self.flusher_free.acquire()
+        try:
+            batch = await self._fill(batch_id)
+        except BaseException:
+            self.flusher_free.release()
+            raise
+        if batch is None:
+            self.flusher_free.release()
+        return batch
 
     async def _fill(self, batch_id: str) -> Batch | None:
         """One batch: whatever is queued, up to ``BATCH_SIZE``; blocks briefly on an idle queue.
@@ -163,6 +182,7 @@ class Pipeline:
             )
             self.metrics.batches_recovered.inc()
             self.metrics.inflight.inc(len(raws))
+            await self.flusher_free.acquire()
             await send.send(self._batch(batch_id, new_key, raws, started_at(batch_id)))
 
     # ------------------------------------------------------------------ flusher
@@ -200,6 +220,7 @@ class Pipeline:
                 self.metrics.inflight.dec(batch.size)
                 self.metrics.batch_size.observe(batch.size)
                 self.metrics.vote_process_duration.observe(time.perf_counter() - batch.taken_at)
+                self.flusher_free.release()
 
     async def _connect(self, store: MySQLStore, *, schema: bool = False) -> None:
         backoff = Backoff()

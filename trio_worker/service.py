@@ -90,7 +90,7 @@ async def run(
                 await root.start(watch_signals, stop, root.cancel_scope)
                 binds = await root.start(serve_http, app, config, http_done.wait)
                 await root.start(beat, queue, config, token, status, metrics)
-                send, receive = trio.open_memory_channel[Batch](1)
+                send, receive = trio.open_memory_channel[Batch](0)
                 await root.start(pipeline.flush, stores, receive, drained)
                 await root.start(pipeline.consume, send, stop)
                 status.phase = "running"
