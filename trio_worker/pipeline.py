@@ -10,11 +10,13 @@ committed what was sent.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 import trio
 
@@ -39,6 +41,27 @@ BLOCK_S = 0.5
 FLUSHERS = 2
 
 
+class Turns:
+    """Batches insert their rows in the order they were taken, so ids follow arrival order;
+    only their COMMITs overlap."""
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._waiting: dict[int, trio.Event] = {}
+
+    async def wait(self, n: int) -> None:
+        if n > self._next:
+            await self._waiting.setdefault(n, trio.Event()).wait()
+
+    def done(self, n: int) -> None:
+        """Batch ``n`` has inserted its rows (or given up its turn); idempotent."""
+        if n == self._next:
+            self._next += 1
+            event = self._waiting.pop(self._next, None)
+            if event is not None:
+                event.set()
+
+
 @dataclass
 class Pipeline:
     """The dependencies the two tasks share; built once by ``service.run``."""
@@ -50,6 +73,8 @@ class Pipeline:
     token: str
     # One token per flusher not busy with a batch; the consumer holds one while it fills.
     flusher_free: trio.Semaphore = field(default_factory=lambda: trio.Semaphore(FLUSHERS))
+    turns: Turns = field(default_factory=Turns)
+    order: Iterator[int] = field(default_factory=itertools.count)
 
     def _redis_failed(self, exc: RedisUnavailable) -> None:
         if self.status.redis_ok:
@@ -93,6 +118,7 @@ class Pipeline:
                     continue
                 if batch is not None:
                     self.metrics.inflight.inc(batch.size)
+                    batch.seq = next(self.order)
                     await send.send(batch)
 
     async def _fill_when_free(self, batch_id: str) -> Batch | None:
@@ -183,7 +209,9 @@ class Pipeline:
             self.metrics.batches_recovered.inc()
             self.metrics.inflight.inc(len(raws))
             await self.flusher_free.acquire()
-            await send.send(self._batch(batch_id, new_key, raws, started_at(batch_id)))
+            batch = self._batch(batch_id, new_key, raws, started_at(batch_id))
+            batch.seq = next(self.order)
+            await send.send(batch)
 
     # ------------------------------------------------------------------ flusher
 
@@ -243,16 +271,25 @@ class Pipeline:
 
     async def _commit(self, store: MySQLStore, batch: Batch) -> None:
         """Commit the batch's rows exactly once, retrying through any connection failure."""
+        await self.turns.wait(batch.seq)
+        try:
+            await self._commit_in_turn(store, batch)
+        finally:
+            self.turns.done(batch.seq)
+
+    async def _commit_in_turn(self, store: MySQLStore, batch: Batch) -> None:
         if not batch.rows:
             return
+        inserted = partial(self.turns.done, batch.seq)
         backoff = Backoff()
         while True:
             await self._connect(store)
             started = time.perf_counter()
             try:
                 try:
-                    committed = await store.commit_batch(batch.batch_id, batch.rows)
+                    committed = await store.commit_batch(batch.batch_id, batch.rows, inserted)
                 except BatchRejected as exc:
+                    inserted()
                     log.warning("batch rejected, retrying row by row", extra={"error": str(exc)})
                     self.metrics.database_errors.inc()
                     committed, refused = await store.commit_rows_one_by_one(
@@ -260,6 +297,7 @@ class Pipeline:
                     )
                     self._reject_rows(batch, refused)
             except MySQLUnavailable as exc:
+                inserted()  # or not: the order of a retried batch's ids is not worth a stall
                 self._mysql_failed(exc)
                 await backoff.sleep()
                 continue
