@@ -27,6 +27,7 @@ import json
 import multiprocessing
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -149,6 +150,17 @@ def free_port() -> int:
 # ---------------------------------------------------------------------------------- worker
 
 
+def listeners(ports: dict[str, int]) -> dict[str, psutil.Process]:
+    """The local processes listening on these ports (other Redis/MariaDB may be running)."""
+    found: dict[str, psutil.Process] = {}
+    with contextlib.suppress(psutil.Error):
+        for conn in psutil.net_connections("tcp"):
+            for name, port in ports.items():
+                if conn.status == "LISTEN" and conn.laddr.port == port and conn.pid:
+                    found[name] = psutil.Process(conn.pid)
+    return found
+
+
 class Worker:
     """The real worker as a subprocess: ``python -m trio_worker run``."""
 
@@ -180,6 +192,7 @@ class Worker:
             stderr=subprocess.STDOUT,
         )
         self.ps = psutil.Process(self.proc.pid)
+        self.servers = listeners({"redis": stores.redis_port, "mariadb": stores.mysql_port})
 
     def wait_ready(self, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
@@ -303,6 +316,9 @@ def seed_design(stores: Stores, n: int) -> dict[str, Any]:
 
 def drain(worker: Worker, watcher: Watcher, n: int) -> dict[str, Any]:
     """Wait for the worker to commit a backlog of ``n``; votes/s from first commit to last."""
+    servers = worker.servers
+    cpu_before = {name: sum(p.cpu_times()[:2]) for name, p in servers.items()}
+    worker_cpu_before = sum(worker.ps.cpu_times()[:2])
     rss: list[tuple[float, float]] = []  # (fraction committed, MB)
     first_at = first_rows = None
     timeout = time.monotonic() + 60 + n / 1000
@@ -327,11 +343,17 @@ def drain(worker: Worker, watcher: Watcher, n: int) -> dict[str, Any]:
     assert first_rows is not None
     elapsed = last_at - first_at
     rss.append((1.0, worker.rss_mb()))
+    # CPU seconds per second of drain (startup included for the worker): who is the bottleneck.
+    busy = {"worker": sum(worker.ps.cpu_times()[:2]) - worker_cpu_before}
+    for name, p in servers.items():
+        with contextlib.suppress(psutil.Error):
+            busy[name] = sum(p.cpu_times()[:2]) - cpu_before[name]
     return {
         "votes": n,
         "seconds": elapsed,
         "votes_per_s": (n - first_rows) / elapsed if elapsed > 0 else float("nan"),
         "peak_rss_mb": worker.peak_rss_mb(),
+        "cpu_cores_busy": {name: round(sec / elapsed, 2) for name, sec in busy.items()},
         "rss_mb_by_progress": {
             f"{q:.0%}": round(next((mb for f, mb in rss if f >= q), rss[-1][1]), 1)
             for q in (0.1, 0.25, 0.5, 0.75, 1.0)
@@ -425,8 +447,9 @@ class Session:
         spy = None
         try:
             if self.profile is not None:
+                py_spy = shutil.which("py-spy", path=Path(sys.executable).parent) or "py-spy"
                 spy = subprocess.Popen(
-                    ["py-spy", "record", "--pid", str(worker.proc.pid), "--rate", "250",
+                    [py_spy, "record", "--pid", str(worker.proc.pid), "--rate", "250",
                      "--format", "raw", "--output", str(self.profile), "--nonblocking"],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
@@ -685,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nworker self time during the drain (py-spy):")
         for name, share in res["profile_self_time"]:
             print(f"  {share:6.1%}  {name}")
-    print(f"\nwrote {args.output.relative_to(ROOT)} and {png.relative_to(ROOT)}")
+    print(f"\nwrote {args.output} and {png}")
     return 0
 
 
