@@ -47,6 +47,7 @@ class Turns:
 
     def __init__(self) -> None:
         self._next = 0
+        self._done: set[int] = set()
         self._waiting: dict[int, trio.Event] = {}
 
     async def wait(self, n: int) -> None:
@@ -54,12 +55,16 @@ class Turns:
             await self._waiting.setdefault(n, trio.Event()).wait()
 
     def done(self, n: int) -> None:
-        """Batch ``n`` has inserted its rows (or given up its turn); idempotent."""
-        if n == self._next:
+        """Batch ``n`` has inserted its rows, or needs no turn; idempotent, in any order."""
+        if n < self._next:
+            return
+        self._done.add(n)
+        while self._next in self._done:
+            self._done.remove(self._next)
             self._next += 1
-            event = self._waiting.pop(self._next, None)
-            if event is not None:
-                event.set()
+        event = self._waiting.pop(self._next, None)
+        if event is not None:
+            event.set()
 
 
 @dataclass
@@ -271,7 +276,6 @@ class Pipeline:
 
     async def _commit(self, store: MySQLStore, batch: Batch) -> None:
         """Commit the batch's rows exactly once, retrying through any connection failure."""
-        await self.turns.wait(batch.seq)
         try:
             await self._commit_in_turn(store, batch)
         finally:
@@ -280,6 +284,7 @@ class Pipeline:
     async def _commit_in_turn(self, store: MySQLStore, batch: Batch) -> None:
         if not batch.rows:
             return
+        my_turn = partial(self.turns.wait, batch.seq)
         inserted = partial(self.turns.done, batch.seq)
         backoff = Backoff()
         while True:
@@ -287,7 +292,9 @@ class Pipeline:
             started = time.perf_counter()
             try:
                 try:
-                    committed = await store.commit_batch(batch.batch_id, batch.rows, inserted)
+                    committed = await store.commit_batch(
+                        batch.batch_id, batch.rows, my_turn=my_turn, inserted=inserted
+                    )
                 except BatchRejected as exc:
                     inserted()
                     log.warning("batch rejected, retrying row by row", extra={"error": str(exc)})

@@ -9,7 +9,7 @@ second one waits for it and then learns the outcome: there is no window for a do
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncmy
@@ -203,13 +203,19 @@ class MySQLStore:
         return True
 
     async def commit_batch(
-        self, batch_id: str, rows: Sequence[Row], inserted: Callable[[], None] = lambda: None
+        self,
+        batch_id: str,
+        rows: Sequence[Row],
+        *,
+        my_turn: Callable[[], Awaitable[None]] | None = None,
+        inserted: Callable[[], None] | None = None,
     ) -> bool:
         """Insert the rows and the ledger entry in one transaction.
 
         True if this call committed them, False if the batch was committed before. Raises
-        ``MySQLUnavailable`` (outcome unknown until retried) or ``BatchRejected``. ``inserted``
-        is called once the rows are inserted (their ids allocated), before COMMIT.
+        ``MySQLUnavailable`` (outcome unknown until retried) or ``BatchRejected``. ``my_turn`` is
+        awaited once the SQL text is built, before the statements run; ``inserted`` is called
+        once the rows are inserted (their ids allocated), before COMMIT.
         """
         conn = self._conn
         if conn is None:
@@ -233,9 +239,12 @@ class MySQLStore:
             return True
 
         try:
+            if my_turn is not None:
+                await my_turn()
             committed = await aio(statements)
-            if committed:
+            if committed and inserted is not None:
                 inserted()
+            if committed:
                 step = "commit"
                 await aio(conn.commit)
         except Exception as exc:
