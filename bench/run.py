@@ -273,9 +273,11 @@ def ceiling(stores: Stores, n: int) -> dict[str, Any]:
     statements = [values_sql(rows[i : i + step]) for i in range(0, n, step)]
     del rows
     conn = stores.sql(autocommit=False)
+    mariadb = listeners({"mariadb": stores.mysql_port}).get("mariadb")
     with conn.cursor() as cur:
         cur.execute(SESSION)
         conn.commit()
+        cpu_before = sum(mariadb.cpu_times()[:2]) if mariadb else 0.0
         started = time.perf_counter()
         for k, statement in enumerate(statements):
             cur.execute(statement)
@@ -283,9 +285,15 @@ def ceiling(stores: Stores, n: int) -> dict[str, Any]:
             if k % 20 == 0:
                 progress(f"  ceiling: {min(n, (k + 1) * step):,}/{n:,}")
         elapsed = time.perf_counter() - started
+        cpu = sum(mariadb.cpu_times()[:2]) - cpu_before if mariadb else float("nan")
     conn.close()
     done_progress()
-    return {"votes": n, "seconds": elapsed, "votes_per_s": n / elapsed}
+    return {
+        "votes": n,
+        "seconds": elapsed,
+        "votes_per_s": n / elapsed,
+        "mariadb_cpu_us_per_vote": cpu / n * 1e6,
+    }
 
 
 def seed_design(stores: Stores, n: int) -> dict[str, Any]:
@@ -355,6 +363,7 @@ def drain(worker: Worker, watcher: Watcher, n: int) -> dict[str, Any]:
         "peak_rss_mb": worker.peak_rss_mb(),
         "cpu_cores_busy": {name: round(sec / elapsed, 2) for name, sec in busy.items()},
         "worker_cpu_us_per_vote": busy["worker"] / (n - first_rows) * 1e6,
+        "mariadb_cpu_us_per_vote": busy.get("mariadb", float("nan")) / (n - first_rows) * 1e6,
         "rss_mb_by_progress": {
             f"{q:.0%}": round(next((mb for f, mb in rss if f >= q), rss[-1][1]), 1)
             for q in (0.1, 0.25, 0.5, 0.75, 1.0)
@@ -517,7 +526,9 @@ def table(res: dict[str, Any]) -> str:
         f"{c['after_drain']['votes_per_s']:,.0f} after the drain",
         f"{'seed design (BRPOP + INSERT), votes/s':<44}{s['votes_per_s']:>16,.0f}",
         f"{'drain, default settings, votes/s':<44}{d['votes_per_s']:>16,.0f}",
-        f"{'  worker CPU per vote, us':<44}{d['worker_cpu_us_per_vote']:>16.2f}",
+        f"{'  CPU per vote, us: worker, MariaDB':<44}"
+        f"{d['worker_cpu_us_per_vote']:>8.2f}{d['mariadb_cpu_us_per_vote']:>8.2f}   "
+        f"MariaDB in the ceiling: {c['before_drain']['mariadb_cpu_us_per_vote']:.2f}",
         f"{'  CPU cores busy while draining':<44}"
         f"{' '.join(f'{k} {v}' for k, v in d['cpu_cores_busy'].items()):>16}",
         f"{'  drain / ceiling':<44}{d['votes_per_s'] / c['votes_per_s']:>16.2f}   "
