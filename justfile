@@ -31,6 +31,17 @@ run *ARGS: setup
 test *ARGS: setup
     {{bin}}/python -X dev -m pytest {{ARGS}}
 
+# drain rate, latency, memory and batch-size sweep beside MariaDB's own ceiling (bench/run.py)
+bench *ARGS: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    stamp="{{venv}}/.installed-bench"
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+        "{{bin}}/python" -m pip install -q -e '.[bench]'
+        touch "$stamp"
+    fi
+    "{{bin}}/python" bench/run.py {{ARGS}}
+
 # static checks: ruff (lint and format) and strict mypy
 lint: setup
     {{bin}}/ruff check .

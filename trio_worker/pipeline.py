@@ -1,7 +1,8 @@
 """The two tasks that move votes: the consumer (Redis → channel) and the flusher (→ MySQL).
 
 The consumer fills one batch at a time into its own in-flight list and hands it, parsed, to the
-flusher through a memory channel of size 1: while batch N commits, batch N+1 is being taken, and
+flushers (one per MySQL connection) through an unbuffered memory channel, and starts filling
+only when a flusher is free: while batch N commits, batch N+1 is being taken and inserted, and
 memory stays bounded however long the queue is. Shutdown is a trigger: when ``stop`` is set the
 consumer takes nothing more and closes its end; the flusher's ``async for`` ends once it has
 committed what was sent.
@@ -9,10 +10,13 @@ committed what was sent.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 import trio
 
@@ -36,6 +40,36 @@ BLOCK_S = 0.5
 LEDGER_RETENTION_S = 24 * 3600
 PRUNE_EVERY_S = 600.0
 
+# MySQL connections committing batches side by side: two let MariaDB use both cores of a small
+# machine (one commits while the other inserts); more only add lock and log contention.
+FLUSHERS = 2
+
+
+class Turns:
+    """Batches insert their rows in the order they were taken, so ids follow arrival order;
+    only their COMMITs overlap."""
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._done: set[int] = set()
+        self._waiting: dict[int, trio.Event] = {}
+
+    async def wait(self, n: int) -> None:
+        if n > self._next:
+            await self._waiting.setdefault(n, trio.Event()).wait()
+
+    def done(self, n: int) -> None:
+        """Batch ``n`` has inserted its rows, or needs no turn; idempotent, in any order."""
+        if n < self._next:
+            return
+        self._done.add(n)
+        while self._next in self._done:
+            self._done.remove(self._next)
+            self._next += 1
+        event = self._waiting.pop(self._next, None)
+        if event is not None:
+            event.set()
+
 
 @dataclass
 class Pipeline:
@@ -46,6 +80,10 @@ class Pipeline:
     status: Status
     metrics: Metrics
     token: str
+    # One token per flusher not busy with a batch; the consumer holds one while it fills.
+    flusher_free: trio.Semaphore = field(default_factory=lambda: trio.Semaphore(FLUSHERS))
+    turns: Turns = field(default_factory=Turns)
+    order: Iterator[int] = field(default_factory=itertools.count)
 
     def _redis_failed(self, exc: RedisUnavailable) -> None:
         if self.status.redis_ok:
@@ -80,7 +118,7 @@ class Pipeline:
                         await self._recover(send, own=own_first)
                         own_first = False
                         next_recovery = trio.current_time() + recover_every
-                    batch = await self.fill(ids.next())
+                    batch = await self._fill_when_free(ids.next())
                     self.status.redis_ok = True
                     backoff.reset()
                 except RedisUnavailable as exc:
@@ -89,7 +127,24 @@ class Pipeline:
                     continue
                 if batch is not None:
                     self.metrics.inflight.inc(batch.size)
+                    batch.seq = next(self.order)
                     await send.send(batch)
+
+    async def _fill_when_free(self, batch_id: str) -> Batch | None:
+        """``fill``, started only once a flusher is free to commit the batch at once.
+
+        A batch taken earlier would wait in memory, its votes aging, while votes left in Redis
+        join the next batch anyway. The token goes with the batch; its flusher gives it back.
+        """
+        await self.flusher_free.acquire()
+        try:
+            batch = await self.fill(batch_id)
+        except BaseException:
+            self.flusher_free.release()
+            raise
+        if batch is None:
+            self.flusher_free.release()
+        return batch
 
     async def fill(self, batch_id: str) -> Batch | None:
         """One batch: whatever is queued, up to ``BATCH_SIZE``; blocks briefly on an idle queue.
@@ -162,21 +217,39 @@ class Pipeline:
             )
             self.metrics.batches_recovered.inc()
             self.metrics.inflight.inc(len(raws))
-            await send.send(self._batch(batch_id, new_key, raws, started_at(batch_id)))
+            await self.flusher_free.acquire()
+            batch = self._batch(batch_id, new_key, raws, started_at(batch_id))
+            batch.seq = next(self.order)
+            await send.send(batch)
 
     # ------------------------------------------------------------------ flusher
 
     async def flush(
         self,
-        store: MySQLStore,
+        stores: Sequence[MySQLStore],
         receive: trio.MemoryReceiveChannel[Batch],
         drained: trio.Event,
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Commit each batch, then finish it in Redis; set ``drained`` when the channel ends."""
+        """Commit each batch, then finish it in Redis; set ``drained`` when the channel ends.
+
+        One flusher per store (MySQL connection), all taking from the same channel: while one
+        waits for its COMMIT's log flush, another sends its rows, so MariaDB works on both cores
+        and the commit of batch N overlaps the insert of batch N+1. Batches may therefore commit
+        out of order; each still commits exactly once (the ledger), and its in-flight list is
+        finished only after its own commit.
+        """
         task_status.started()
-        await self._connect(store, schema=True)
+        await self._connect(stores[0], schema=True)
+        async with receive, trio.open_nursery() as nursery:
+            for store in stores:
+                nursery.start_soon(self._flush_from, store, receive.clone())
+        drained.set()
+
+    async def _flush_from(
+        self, store: MySQLStore, receive: trio.MemoryReceiveChannel[Batch]
+    ) -> None:
         next_prune = trio.current_time()
         async with receive:
             async for batch in receive:
@@ -188,7 +261,7 @@ class Pipeline:
                 self.metrics.inflight.dec(batch.size)
                 self.metrics.batch_size.observe(batch.size)
                 self.metrics.vote_process_duration.observe(time.perf_counter() - batch.taken_at)
-        drained.set()
+                self.flusher_free.release()
 
     async def _prune(self, store: MySQLStore) -> None:
         try:
@@ -221,16 +294,27 @@ class Pipeline:
 
     async def _commit(self, store: MySQLStore, batch: Batch) -> None:
         """Commit the batch's rows exactly once, retrying through any connection failure."""
+        try:
+            await self._commit_in_turn(store, batch)
+        finally:
+            self.turns.done(batch.seq)
+
+    async def _commit_in_turn(self, store: MySQLStore, batch: Batch) -> None:
         if not batch.rows:
             return
+        my_turn = partial(self.turns.wait, batch.seq)
+        inserted = partial(self.turns.done, batch.seq)
         backoff = Backoff()
         while True:
             await self._connect(store)
             started = time.perf_counter()
             try:
                 try:
-                    committed = await store.commit_batch(batch.batch_id, batch.rows)
+                    committed = await store.commit_batch(
+                        batch.batch_id, batch.rows, my_turn=my_turn, inserted=inserted
+                    )
                 except BatchRejected as exc:
+                    inserted()
                     log.warning("batch rejected, retrying row by row", extra={"error": str(exc)})
                     self.metrics.database_errors.inc()
                     committed, refused = await store.commit_rows_one_by_one(
@@ -238,6 +322,7 @@ class Pipeline:
                     )
                     self._reject_rows(batch, refused)
             except MySQLUnavailable as exc:
+                inserted()  # or not: the order of a retried batch's ids is not worth a stall
                 self._mysql_failed(exc)
                 await backoff.sleep()
                 continue

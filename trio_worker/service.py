@@ -6,7 +6,7 @@
             ├── signals      SIGTERM/SIGINT → stop (a second signal cancels at once)
             ├── http         Quart-Trio app on Hypercorn, until the pipeline is done
             ├── heartbeat    <queue>:worker:<id> with a TTL, queue depth gauge
-            ├── flusher      channel → MySQL (ledger + rows, one transaction) → finish in Redis
+            ├── flushers     channel → MySQL (ledger + rows, one transaction) → finish in Redis
             └── consumer     Redis → in-flight list → channel; recovers dead workers' batches
 
 Shutdown: ``stop`` is set; the consumer stops taking and closes its channel; the flusher commits
@@ -31,7 +31,7 @@ from trio_worker.config import Config
 from trio_worker.heartbeat import beat
 from trio_worker.http import Probes, create_app, serve_http
 from trio_worker.metrics import Metrics
-from trio_worker.pipeline import BLOCK_S, Pipeline
+from trio_worker.pipeline import BLOCK_S, FLUSHERS, Pipeline
 from trio_worker.queue import RedisQueue, connect
 from trio_worker.status import Status
 from trio_worker.store import MySQLStore
@@ -80,7 +80,8 @@ async def run(
     async with trio_asyncio.open_loop():
         client = connect(config, block_s=BLOCK_S)
         queue = RedisQueue(client, config)
-        store, probe = MySQLStore(config), MySQLStore(config)
+        stores = [MySQLStore(config) for _ in range(FLUSHERS)]
+        probe = MySQLStore(config)
         pipeline = Pipeline(config, queue, status, metrics, token)
         app = create_app(status, metrics, Probes(queue, probe))
         http_done = trio.Event()
@@ -89,8 +90,8 @@ async def run(
                 await root.start(watch_signals, stop, root.cancel_scope)
                 binds = await root.start(serve_http, app, config, http_done.wait)
                 await root.start(beat, queue, config, token, status, metrics)
-                send, receive = trio.open_memory_channel[Batch](1)
-                await root.start(pipeline.flush, store, receive, drained)
+                send, receive = trio.open_memory_channel[Batch](0)
+                await root.start(pipeline.flush, stores, receive, drained)
                 await root.start(pipeline.consume, send, stop)
                 status.phase = "running"
                 log.info("started", extra={"worker_id": config.worker_id, "http": binds})
@@ -109,7 +110,8 @@ async def run(
                 # Deleting the heartbeat lets other workers take over anything left at once.
                 with contextlib.suppress(StoreUnavailable):
                     await queue.drop_heartbeat(config.worker_id)
-                store.close()
+                for store in stores:
+                    store.close()
                 probe.close()
                 await aio(client.aclose)
     if clean:

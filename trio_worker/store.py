@@ -10,7 +10,7 @@ second one waits for it and then learns the outcome: there is no window for a do
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncmy
@@ -94,6 +94,10 @@ def values_sql(rows: Sequence[Row]) -> str:
     return "INSERT INTO votes (voter_id, vote, timestamp) VALUES " + ",".join(
         [f"({quote(v)},{quote(c)},'{t}')" for v, c, t in rows]
     )
+
+
+def _ledger_sql(batch_id: str, count: int) -> str:
+    return f"INSERT INTO vote_batches (batch_id, votes) VALUES ({quote(batch_id)}, {count})"
 
 
 def _is_connection_error(exc: BaseException) -> bool:
@@ -202,9 +206,7 @@ class MySQLStore:
     async def _claim_batch(self, batch_id: str, count: int) -> bool:
         """Insert the ledger row; False if the batch is committed already."""
         try:
-            await self.execute(
-                f"INSERT INTO vote_batches (batch_id, votes) VALUES ({quote(batch_id)}, {count})"
-            )
+            await self.execute(_ledger_sql(batch_id, count))
         except asyncmy.errors.IntegrityError as exc:
             if _code(exc) == _DUPLICATE_KEY:
                 await self.rollback()
@@ -212,23 +214,67 @@ class MySQLStore:
             raise
         return True
 
-    async def commit_batch(self, batch_id: str, rows: Sequence[Row]) -> bool:
+    async def commit_batch(
+        self,
+        batch_id: str,
+        rows: Sequence[Row],
+        *,
+        my_turn: Callable[[], Awaitable[None]] | None = None,
+        inserted: Callable[[], None] | None = None,
+    ) -> bool:
         """Insert the rows and the ledger entry in one transaction.
 
         True if this call committed them, False if the batch was committed before. Raises
-        ``MySQLUnavailable`` (outcome unknown until retried) or ``BatchRejected``.
+        ``MySQLUnavailable`` (outcome unknown until retried) or ``BatchRejected``. ``my_turn`` is
+        awaited once the SQL text is built, before the statements run; ``inserted`` is called
+        once the rows are inserted (their ids allocated), before COMMIT.
         """
-        if not await self._claim_batch(batch_id, len(rows)):
-            return False
+        conn = self._conn
+        if conn is None:
+            raise MySQLUnavailable(self.address, "not connected")
+        ledger, insert = _ledger_sql(batch_id, len(rows)), values_sql(rows)
+        step = "ledger"
+        self._last_used = time.monotonic()
+
+        async def statements() -> bool:
+            # Runs on the asyncio loop: both statements in one hop from Trio, and COMMIT in one
+            # more, not five (the hops, not MariaDB, dominated a small batch's commit time).
+            nonlocal step
+            async with conn.cursor() as cur:
+                try:
+                    await cur.execute(ledger)
+                except asyncmy.errors.IntegrityError as exc:
+                    if _code(exc) == _DUPLICATE_KEY:
+                        return False
+                    raise
+                step = "rows"
+                await cur.execute(insert)
+            return True
+
         try:
-            await self.execute(values_sql(rows))
-        except MySQLUnavailable:
-            raise
+            if my_turn is not None:
+                await my_turn()
+            committed = await aio(statements)
+            if committed and inserted is not None:
+                inserted()
+            if committed:
+                step = "commit"
+                await aio(conn.commit)
         except Exception as exc:
+            if step == "commit" or _is_connection_error(exc):
+                self.close()
+                raise MySQLUnavailable(self.address, describe(exc)) from exc
+            if step == "rows":
+                await self.rollback()
+                raise BatchRejected(describe(exc)) from exc
+            raise
+        except BaseException:
+            # Cancelled mid-transaction: the protocol state is unknown, so the connection goes.
+            self.close()
+            raise
+        if not committed:
             await self.rollback()
-            raise BatchRejected(describe(exc)) from exc
-        await self.commit()
-        return True
+        return committed
 
     async def commit_rows_one_by_one(
         self, batch_id: str, rows: Sequence[Row]
