@@ -8,12 +8,14 @@ from typing import Any
 
 import httpx
 import orjson
+import pymysql
 import redis
 import trio
 
 from tests.conftest import wait_until
 from tests.helpers import inflight_keys, push_raw, push_votes, row_count, sql, voter_counts
 from trio_worker.config import Config
+from trio_worker.store import LEDGER_TABLE, VOTES_TABLE
 
 MALFORMED: dict[bytes, str] = {
     b"": "empty",
@@ -185,3 +187,50 @@ async def test_a_one_megabyte_message_is_handled(
     envelope = orjson.loads(rds.lindex(config.dead_letter_queue, 0) or b"")
     assert envelope["reason"] == "bad_voter_id"
     assert envelope["message"].encode() == big_invalid
+
+
+async def test_an_account_without_create_rights_works_on_a_prepared_schema(
+    config: Config, rds: redis.Redis, start_worker: Any
+) -> None:
+    user = f"lim_{config.vote_queue[1:9]}"
+    db = config.mysql_database
+    root = pymysql.connect(
+        host=config.mysql_host,
+        port=config.mysql_port,
+        user=config.mysql_user,
+        password=config.mysql_password,
+        autocommit=True,
+    )
+    try:
+        with root.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{db}`")
+            cur.execute(f"CREATE TABLE `{db}`.votes {VOTES_TABLE.split('votes', 1)[1]}")
+            cur.execute(
+                f"CREATE TABLE `{db}`.vote_batches {LEDGER_TABLE.split('vote_batches', 1)[1]}"
+            )
+            cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'")
+            cur.execute(f"GRANT SELECT, INSERT, DELETE ON `{db}`.* TO '{user}'@'%'")
+        ids = push_votes(rds, config, 500)
+        worker = await start_worker(config, mysql_user=user, mysql_password="pw")
+        await wait_until(lambda: row_count(config) == 500, what="500 rows")
+        assert voter_counts(config) == dict.fromkeys(ids, 1)
+        worker.stop.set()
+        await wait_until(lambda: worker.exit_status, what="exit")
+        assert worker.exit_status == [0]
+    finally:
+        with root.cursor() as cur:
+            cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+        root.close()
+
+
+async def test_a_dropped_table_is_recreated_and_the_worker_goes_on(
+    config: Config, rds: redis.Redis, start_worker: Any
+) -> None:
+    push_votes(rds, config, 100)
+    worker = await start_worker(config)
+    await wait_until(lambda: row_count(config) == 100, what="100 rows")
+    sql(config, "DROP TABLE votes")
+    ids = push_votes(rds, config, 300, prefix="after")
+    await wait_until(lambda: row_count(config) == 300, what="300 rows in the new table")
+    assert voter_counts(config) == dict.fromkeys(ids, 1)
+    assert worker.exit_status == []

@@ -22,7 +22,7 @@ import trio
 
 from trio_worker.backoff import Backoff
 from trio_worker.batch import Batch, BatchIds, prepare, started_at
-from trio_worker.bridge import MySQLUnavailable, RedisUnavailable
+from trio_worker.bridge import MySQLUnavailable, RedisUnavailable, describe
 from trio_worker.config import Config
 from trio_worker.messages import REJECTED_BY_DATABASE, envelope
 from trio_worker.metrics import Metrics
@@ -241,7 +241,7 @@ class Pipeline:
         finished only after its own commit.
         """
         task_status.started()
-        await self._connect(stores[0], schema=True)
+        await self._connect(stores[0])
         async with receive, trio.open_nursery() as nursery:
             for store in stores:
                 nursery.start_soon(self._flush_from, store, receive.clone())
@@ -273,14 +273,12 @@ class Pipeline:
         if deleted:
             log.info("pruned ledger", extra={"rows": deleted})
 
-    async def _connect(self, store: MySQLStore, *, schema: bool = False) -> None:
+    async def _connect(self, store: MySQLStore) -> None:
+        """(Re)connect, making sure the schema is there: an operator may have dropped a table."""
         backoff = Backoff()
         while not store.connected:
             try:
-                if schema:
-                    await store.ensure_schema()
-                else:
-                    await store.connect()
+                await store.ensure_schema()
                 self.status.mysql_ok = True
             except MySQLUnavailable as exc:
                 self._mysql_failed(exc)
@@ -324,6 +322,15 @@ class Pipeline:
             except MySQLUnavailable as exc:
                 inserted()  # or not: the order of a retried batch's ids is not worth a stall
                 self._mysql_failed(exc)
+                await backoff.sleep()
+                continue
+            except Exception as exc:
+                # MySQL refused the transaction itself (a dropped table, a revoked right): the
+                # votes stay in flight and we keep trying, loudly, rather than exit.
+                inserted()
+                log.exception("batch commit failed", extra={"batch_id": batch.batch_id})
+                store.close()
+                self._mysql_failed(MySQLUnavailable(store.address, describe(exc)))
                 await backoff.sleep()
                 continue
             self.status.mysql_ok = True

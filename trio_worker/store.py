@@ -127,7 +127,7 @@ class MySQLStore:
             self.close()
         return self._conn is not None
 
-    async def connect(self, *, create_database: bool = False, use_database: bool = True) -> None:
+    async def connect(self, *, use_database: bool = True) -> None:
         self.close()
         c = self.config
         try:
@@ -137,7 +137,7 @@ class MySQLStore:
                 port=c.mysql_port,
                 user=c.mysql_user,
                 password=c.mysql_password,
-                db=c.mysql_database if use_database and not create_database else None,
+                db=c.mysql_database if use_database else None,
                 charset="utf8mb4",
                 autocommit=False,
                 connect_timeout=5,
@@ -146,9 +146,6 @@ class MySQLStore:
             raise MySQLUnavailable(self.address, describe(exc)) from exc
         self._conn = conn
         await self.execute(SESSION)
-        if create_database:
-            await self.execute(f"CREATE DATABASE IF NOT EXISTS `{c.mysql_database}`")
-            await self.execute(f"USE `{c.mysql_database}`")
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -197,10 +194,25 @@ class MySQLStore:
             self.close()
 
     async def ensure_schema(self) -> None:
-        """Create the database (where the account may), the votes table and the ledger."""
-        await self.connect(create_database=True)
-        await self.execute(VOTES_TABLE)
-        await self.execute(LEDGER_TABLE)
+        """Connect, creating the database, the votes table and the ledger where missing.
+
+        Only what is missing is created, so an account without CREATE rights works on a schema
+        made for it beforehand.
+        """
+        db = self.config.mysql_database  # validated: needs no escaping
+        await self.connect(use_database=False)
+        if not await self.execute(
+            f"SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{db}'"
+        ):
+            await self.execute(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+        await self.execute(f"USE `{db}`")
+        for table, ddl in (("votes", VOTES_TABLE), ("vote_batches", LEDGER_TABLE)):
+            found = await self.execute(
+                "SELECT 1 FROM information_schema.TABLES"
+                f" WHERE TABLE_SCHEMA = '{db}' AND TABLE_NAME = '{table}'"
+            )
+            if not found:
+                await self.execute(ddl)
         await self.commit()
 
     async def _claim_batch(self, batch_id: str, count: int) -> bool:
