@@ -234,3 +234,37 @@ async def test_a_dropped_table_is_recreated_and_the_worker_goes_on(
     await wait_until(lambda: row_count(config) == 300, what="300 rows in the new table")
     assert voter_counts(config) == dict.fromkeys(ids, 1)
     assert worker.exit_status == []
+
+
+async def test_a_row_mysql_refuses_is_dead_lettered_and_the_rest_stored(
+    config: Config, rds: redis.Redis, start_worker: Any
+) -> None:
+    """An older latin1 votes table can't hold an emoji: that vote alone is dead-lettered."""
+    db = config.mysql_database
+    root = pymysql.connect(
+        host=config.mysql_host,
+        port=config.mysql_port,
+        user=config.mysql_user,
+        password=config.mysql_password,
+        autocommit=True,
+    )
+    with root.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{db}`")
+        ddl = VOTES_TABLE.split("votes", 1)[1].replace("utf8mb4", "latin1")
+        cur.execute(f"CREATE TABLE `{db}`.votes {ddl}")
+    root.close()
+    emoji = '{"voter_id": "smile \U0001f600", "vote": "a"}'.encode()
+    push_raw(
+        rds,
+        config,
+        b'{"voter_id": "plain", "vote": "a"}',
+        emoji,
+        b'{"voter_id": "p2", "vote": "b"}',
+    )
+    await start_worker(config)
+    await wait_until(lambda: rds.llen(config.dead_letter_queue) == 1, what="the dead letter")
+    await wait_until(lambda: row_count(config) == 2, what="two rows")
+    envelope = orjson.loads(rds.lindex(config.dead_letter_queue, 0) or b"")
+    assert envelope["reason"] == "rejected_by_database"
+    assert envelope["message"].encode() == emoji
+    assert sorted(r[0] for r in sql(config, "SELECT voter_id FROM votes")) == ["p2", "plain"]

@@ -107,6 +107,16 @@ def _is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError | EOFError | ConnectionError | AttributeError | RuntimeError)
 
 
+# Errors that blame a row's values (too long, a character the column's charset lacks, a bad
+# date): that row can't be stored, the others can. Anything else (a missing table, a revoked
+# right) is the schema's or the account's problem, and no vote should be dead-lettered for it.
+_ROW_ERRORS = {1048, 1264, 1265, 1292, 1300, 1364, 1366, 1367, 1406}
+
+
+def _is_row_error(exc: BaseException) -> bool:
+    return _code(exc) in _ROW_ERRORS
+
+
 def _code(exc: BaseException) -> int | None:
     return exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
 
@@ -276,8 +286,8 @@ class MySQLStore:
             if step == "commit" or _is_connection_error(exc):
                 self.close()
                 raise MySQLUnavailable(self.address, describe(exc)) from exc
-            if step == "rows":
-                await self.rollback()
+            await self.rollback()
+            if step == "rows" and _is_row_error(exc):
                 raise BatchRejected(describe(exc)) from exc
             raise
         except BaseException:
@@ -301,9 +311,10 @@ class MySQLStore:
         for i, row in enumerate(rows):
             try:
                 await self.execute(values_sql([row]))
-            except MySQLUnavailable:
-                raise
-            except Exception:
+            except Exception as exc:
+                if not _is_row_error(exc):
+                    await self.rollback()
+                    raise
                 # A failed statement is rolled back alone; the transaction goes on.
                 refused.append(i)
         await self.commit()
