@@ -79,3 +79,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         skipped.update(r.skipped)
     for kind in FAULT_KINDS:
         tr.write_line(f"| {kind} | {total[kind]} | {skipped[kind]} |")
+    details: Counter[str] = Counter()
+    for r in REPORTS:
+        details.update(r.details)
+    for what, n in sorted(details.items()):
+        tr.write_line(f"{what}: {n}")

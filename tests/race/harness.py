@@ -89,6 +89,7 @@ class Report:
     inflight_left: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
+    details: Counter[str] = field(default_factory=Counter)
     schedule: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -179,7 +180,7 @@ class Run:
         self.pushes_open = trio.Event()
         self.pushes_open.set()
         self.pushing = 0
-        self.store_lock = trio.Lock()
+        self.store_locks = {"restart_redis": trio.Lock(), "restart_mariadb": trio.Lock()}
         self.start = 0.0
 
     # ------------------------------------------------------------------ clients
@@ -398,9 +399,10 @@ class Run:
                 client.close()
             return True
         if kind in ("restart_redis", "restart_mariadb"):
-            if self.store_lock.locked():
+            lock = self.store_locks[kind]
+            if lock.locked():
                 return False
-            async with self.store_lock:
+            async with lock:
                 down = rng.uniform(0.2, 2.0)
                 if kind == "restart_redis":
                     self.note(f"restart own redis (SIGKILL, down {down:.1f}s)")
@@ -469,6 +471,7 @@ class Run:
                     await rescuer.proxies.redis.holding.wait()
                     fired = True
                 if fired:
+                    self.report.details["rescuers killed mid-claim"] += 1
                     self.note(f"SIGKILL {rescuer.worker_id} during its claim")
                     await self.kill(rescuer)
                 rescuer.proxies.redis.release()
@@ -480,6 +483,10 @@ class Run:
                     self.report.faults["sigkill"] += 1
                 return fired
         if kind == "sigterm_drain":
+            # A SIGTERM before Python has even imported Trio kills it the default way (-15);
+            # the drain path starts once the service runs, which its heartbeat key proves.
+            if not await self.alive(w):
+                return False
             self.note(f"SIGTERM {w.worker_id} under load")
             w.proc.send_signal(signal.SIGTERM)
             status: int | None = None
@@ -498,12 +505,42 @@ class Run:
             self.note(f"SIGSTOP {w.worker_id} for {pause:.1f}s")
             w.proc.send_signal(signal.SIGSTOP)
             w.paused = True
+            held = await trio.to_thread.run_sync(self.lists_of, w)
             await trio.sleep(pause)
+            left = await trio.to_thread.run_sync(self.lists_of, w)
             w.proc.send_signal(signal.SIGCONT)
             w.paused = False
-            self.note(f"SIGCONT {w.worker_id}")
+            taken = len(held - left)
+            self.report.details["paused worker's lists taken over"] += taken
+            self.note(f"SIGCONT {w.worker_id}: {taken} of its {len(held)} lists taken over")
             return True
         raise AssertionError(kind)
+
+    async def alive(self, w: Worker, within_s: float = 15.0) -> bool:
+        key = f"{self.config.vote_queue}:worker:{w.worker_id}"
+        client = self.redis_client("checker")
+        try:
+            with trio.move_on_after(within_s):
+                while True:
+                    try:
+                        if await trio.to_thread.run_sync(client.exists, key):
+                            return True
+                    except redis.RedisError:
+                        pass
+                    await trio.sleep(0.1)
+        finally:
+            client.close()
+        return False
+
+    def lists_of(self, w: Worker) -> set[bytes]:
+        client = self.redis_client("checker")
+        try:
+            pattern = f"{self.config.vote_queue}:inflight:{w.worker_id}:*"
+            return {k for k in client.scan_iter(match=pattern, count=1000) if client.llen(k)}
+        except redis.RedisError:
+            return set()
+        finally:
+            client.close()
 
     async def faults(self, until: float) -> None:
         """Inject faults at random moments, several at once, until ``until``."""
