@@ -141,6 +141,7 @@ class ProcWorker(Worker):
     log: Path | None = None
     paused: bool = False
     stopping: bool = False
+    stale_token: bytes | None = None  # the heartbeat a previous process with this id left
 
 
 @dataclass(eq=False)
@@ -227,6 +228,7 @@ class Run:
         )
 
     async def spawn(self, w: ProcWorker) -> None:
+        w.stale_token = await trio.to_thread.run_sync(self.heartbeat_of, w)
         w.log = self.logs / f"{w.worker_id}.log"
         env = {**env_of(self.worker_config(w)), "LOG_LEVEL": "warning"}
         with w.log.open("ab") as out:
@@ -516,20 +518,24 @@ class Run:
             return True
         raise AssertionError(kind)
 
-    async def alive(self, w: Worker, within_s: float = 15.0) -> bool:
-        key = f"{self.config.vote_queue}:worker:{w.worker_id}"
+    def heartbeat_of(self, w: Worker) -> bytes | None:
         client = self.redis_client("checker")
         try:
-            with trio.move_on_after(within_s):
-                while True:
-                    try:
-                        if await trio.to_thread.run_sync(client.exists, key):
-                            return True
-                    except redis.RedisError:
-                        pass
-                    await trio.sleep(0.1)
+            value = client.get(f"{self.config.vote_queue}:worker:{w.worker_id}")
+            return value if isinstance(value, bytes) else None
+        except redis.RedisError:
+            return None
         finally:
             client.close()
+
+    async def alive(self, w: ProcWorker, within_s: float = 15.0) -> bool:
+        """Whether this process's service runs: it wrote a heartbeat (a fresh token each start)."""
+        with trio.move_on_after(within_s):
+            while True:
+                token = await trio.to_thread.run_sync(self.heartbeat_of, w)
+                if token is not None and token != w.stale_token:
+                    return True
+                await trio.sleep(0.1)
         return False
 
     def lists_of(self, w: Worker) -> set[bytes]:
