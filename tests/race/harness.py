@@ -371,11 +371,14 @@ class Run:
                     return False
             return True
         if kind == "mysql_kill":
-            rows = await trio.to_thread.run_sync(
-                self.sql,
-                "SELECT ID FROM information_schema.PROCESSLIST "
-                f"WHERE DB = '{self.config.mysql_database}' AND ID <> CONNECTION_ID()",
-            )
+            try:
+                rows = await trio.to_thread.run_sync(
+                    self.sql,
+                    "SELECT ID FROM information_schema.PROCESSLIST "
+                    f"WHERE DB = '{self.config.mysql_database}' AND ID <> CONNECTION_ID()",
+                )
+            except pymysql.err.MySQLError:
+                return False  # MariaDB is being restarted by another fault
             if not rows:
                 return False
             victim = rng.choice(sorted(r[0] for r in rows))
