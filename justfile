@@ -42,6 +42,11 @@ bench *ARGS: setup
     fi
     "{{bin}}/python" bench/run.py {{ARGS}}
 
+# the race suite: producers, workers, random faults, then the exactly-once checker (about 5 min);
+# `just test-race 1 30` for one short run, `just test-race 1 60 --stress-seed N` to replay seed N
+test-race seeds="3" duration="60" *ARGS: setup
+    {{bin}}/python -X dev -W error -m pytest tests/race --stress-seeds {{seeds}} --stress-duration {{duration}} {{ARGS}}
+
 # static checks: ruff (lint and format) and strict mypy
 lint: setup
     {{bin}}/ruff check .

@@ -26,6 +26,22 @@ from trio_worker import service
 from trio_worker.config import Config, from_env
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("race", "the race suite (tests/race): faults, concurrency, bad input")
+    group.addoption(
+        "--stress-seed", type=int, default=None, help="replay the race run with this seed"
+    )
+    group.addoption(
+        "--stress-seeds", type=int, default=1, help="how many race runs, each its own seed"
+    )
+    group.addoption(
+        "--stress-duration",
+        type=float,
+        default=12.0,
+        help="seconds of load and faults per race run (the smoke default is short)",
+    )
+
+
 @dataclass(frozen=True)
 class Services:
     redis_host: str

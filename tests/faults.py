@@ -9,7 +9,12 @@ Faults:
   but the client never learns it (e.g. a MySQL COMMIT, a Redis script).
 - ``cut_before(pattern)``: the next client chunk containing ``pattern`` is never forwarded and the
   connection is cut: the request did not take effect.
-Each ``cut_*`` fires once per call; ``fired`` counts what fired.
+- ``half_reply_after(pattern)``: like ``cut_reply_after``, but the first half of the reply's first
+  chunk is delivered before the cut: the client's parser sees a truncated reply.
+- ``hold_reply_after(pattern)`` / ``hold_before(pattern)``: the request is forwarded (or not) and
+  then the connection freezes; ``holding`` is set, so a test can kill the client at exactly that
+  moment. ``release()`` cuts the frozen connections (a held request is never forwarded).
+Each armed fault fires once per call; ``fired`` counts what fired.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ class _Conn:
     server: trio.SocketStream
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     drop_reply: bool = False
+    half_reply: bool = False
+    hold_reply: bool = False
 
 
 class FaultProxy:
@@ -39,6 +46,11 @@ class FaultProxy:
         self._conns: set[_Conn] = set()
         self._cut_reply: list[bytes] = []
         self._cut_before: list[bytes] = []
+        self._half_reply: list[bytes] = []
+        self._hold_reply: list[bytes] = []
+        self._hold_before: list[bytes] = []
+        self.holding = trio.Event()
+        self._released = trio.Event()
         self._flowing = trio.Event()
         self._flowing.set()
 
@@ -67,10 +79,43 @@ class FaultProxy:
     def cut_before(self, pattern: bytes) -> None:
         self._cut_before.append(pattern)
 
+    def half_reply_after(self, pattern: bytes) -> None:
+        self._half_reply.append(pattern)
+
+    def hold_reply_after(self, pattern: bytes) -> None:
+        self._hold_reply.append(pattern)
+
+    def hold_before(self, pattern: bytes) -> None:
+        self._hold_before.append(pattern)
+
+    def release(self) -> None:
+        """Cut the held connections, and disarm every fault not yet fired."""
+        self._released.set()
+        self._released = trio.Event()
+        self.holding = trio.Event()
+        for armed in self._armed():
+            armed.clear()
+
+    def _armed(self) -> list[list[bytes]]:
+        return [
+            self._cut_reply,
+            self._cut_before,
+            self._half_reply,
+            self._hold_reply,
+            self._hold_before,
+        ]
+
     @property
     def pending(self) -> int:
-        """Cuts armed but not yet fired."""
-        return len(self._cut_reply) + len(self._cut_before)
+        """Faults armed but not yet fired."""
+        return sum(len(armed) for armed in self._armed())
+
+    async def _freeze(self, kind: str, scope: trio.CancelScope) -> None:
+        self.fired[kind] += 1
+        released = self._released
+        self.holding.set()
+        await released.wait()
+        scope.cancel()
 
     async def _handle(self, client: trio.SocketStream) -> None:
         self.connections_seen += 1
@@ -86,6 +131,8 @@ class FaultProxy:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._upstream, conn, nursery.cancel_scope)
                     nursery.start_soon(self._downstream, conn, nursery.cancel_scope)
+        except* (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # a peer went away (reset, killed process): that connection is simply over
         finally:
             self._conns.discard(conn)
             with trio.CancelScope(shield=True):
@@ -111,8 +158,15 @@ class FaultProxy:
                 self.fired["cut_before"] += 1
                 scope.cancel()
                 return
+            if self._take(self._hold_before, chunk):
+                await self._freeze("hold_before", scope)
+                return
             if self._take(self._cut_reply, chunk):
                 conn.drop_reply = True
+            elif self._take(self._half_reply, chunk):
+                conn.half_reply = True
+            elif self._take(self._hold_reply, chunk):
+                conn.hold_reply = True
             await conn.server.send_all(chunk)
         scope.cancel()
 
@@ -122,6 +176,15 @@ class FaultProxy:
             if conn.drop_reply:
                 self.fired["cut_reply"] += 1
                 scope.cancel()
+                return
+            if conn.half_reply:
+                self.fired["half_reply"] += 1
+                if len(chunk) > 1:
+                    await conn.client.send_all(chunk[: len(chunk) // 2])
+                scope.cancel()
+                return
+            if conn.hold_reply:
+                await self._freeze("hold_reply", scope)
                 return
             await conn.client.send_all(chunk)
         scope.cancel()

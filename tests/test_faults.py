@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ import trio
 from tests.conftest import wait_until
 from tests.faults import FaultProxy
 from tests.helpers import inflight_keys, push_votes, row_count, sql, voter_counts
+from trio_worker import queue as worker_queue
 from trio_worker.config import Config
 
 
@@ -113,3 +115,28 @@ async def test_stores_cut_off_and_back(
     assert worker.exit_status == []
     await drained(worker, rds, config)
     assert voter_counts(config) == dict.fromkeys(ids, 1)
+
+
+async def test_claim_whose_reply_is_lost_is_still_finished(
+    config: Config, rds: redis.Redis, start_worker: Any, nursery: trio.Nursery
+) -> None:
+    """Regression: a takeover (RENAME to our key) whose reply was lost must not strand the batch.
+
+    The claim script ran, so the dead worker's list now carries our name; our later recovery
+    passes skipped our own keys, so the votes stayed in flight until this worker restarted.
+    """
+    claim_sha = hashlib.sha1(worker_queue._CLAIM.encode()).hexdigest().encode()
+    proxy = FaultProxy(config.redis_host, config.redis_port)
+    port = await nursery.start(proxy.serve)
+    worker = await start_worker(config, redis_host="127.0.0.1", redis_port=port)
+    await until_ready(worker.url)
+    await trio.sleep(0.5)  # past the first recovery pass, which looks at our own keys anyway
+    dead = f"{config.vote_queue}:inflight:ghost:1700000000000-abcdef-1"
+    votes = [f'{{"voter_id": "g{i}", "vote": "a"}}'.encode() for i in range(50)]
+    proxy.cut_reply_after(claim_sha)
+    rds.rpush(dead, *votes)
+    rds.sadd(f"{config.vote_queue}:inflight", dead)
+    await wait_until(lambda: proxy.fired["cut_reply"] == 1, what="the claim's reply to be cut")
+    await wait_until(lambda: row_count(config) >= 50, timeout_s=10, what="the claimed votes")
+    await drained(worker, rds, config)
+    assert voter_counts(config) == {f"g{i}": 1 for i in range(50)}

@@ -84,6 +84,10 @@ class Pipeline:
     flusher_free: trio.Semaphore = field(default_factory=lambda: trio.Semaphore(FLUSHERS))
     turns: Turns = field(default_factory=Turns)
     order: Iterator[int] = field(default_factory=itertools.count)
+    # In-flight keys of ours that a batch in this process stands for (being filled, in the
+    # channel, or in the flusher) until finished. Any other key under our name is recovered:
+    # one left by our past self, or a claim that ran but whose reply was lost.
+    held: set[str] = field(default_factory=set)
 
     def _redis_failed(self, exc: RedisUnavailable) -> None:
         if self.status.redis_ok:
@@ -109,14 +113,12 @@ class Pipeline:
         backoff = Backoff()
         recover_every = max(self.config.heartbeat_ttl_s / 3, 0.2)
         next_recovery = trio.current_time()
-        own_first = True
         async with send:
             task_status.started()
             while not stop.is_set():
                 try:
                     if trio.current_time() >= next_recovery:
-                        await self._recover(send, own=own_first)
-                        own_first = False
+                        await self._recover(send)
                         next_recovery = trio.current_time() + recover_every
                     batch = await self._fill_when_free(ids.next())
                     self.status.redis_ok = True
@@ -155,6 +157,14 @@ class Pipeline:
         """
         c = self.config
         key = self.queue.keys.inflight(c.worker_id, batch_id)
+        self.held.add(key)
+        batch = await self._fill_into(batch_id, key)
+        if batch is None:
+            self.held.discard(key)
+        return batch
+
+    async def _fill_into(self, batch_id: str, key: str) -> Batch | None:
+        c = self.config
         items: list[bytes] = []
         try:
             items, remaining = await self.queue.take(key, c.batch_size, append=False)
@@ -188,8 +198,8 @@ class Pipeline:
             except RedisUnavailable as exc:
                 self._redis_failed(exc)
 
-    async def _recover(self, send: trio.MemorySendChannel[Batch], *, own: bool) -> None:
-        """Finish in-flight lists left by stopped workers (and, at start, by our own past self)."""
+    async def _recover(self, send: trio.MemorySendChannel[Batch]) -> None:
+        """Finish in-flight lists left by stopped workers, and our own that no batch holds."""
         me = self.config.worker_id
         keys = self.queue.keys
         found = [
@@ -199,7 +209,7 @@ class Pipeline:
         alive = await self.queue.alive(owners)
         for key, (owner, batch_id) in found:
             if owner == me:
-                if not own:
+                if key in self.held:
                     continue
                 new_key = key
             else:
@@ -208,10 +218,13 @@ class Pipeline:
                 new_key = keys.inflight(me, batch_id)
                 if not await self.queue.claim(key, new_key, owner):
                     continue
+            # Once claimed, the key is ours: if Redis fails from here on, the next pass finds it
+            # under our name, not held, and picks it up again.
             raws = await self.queue.read(new_key)
             if not raws:
                 await self.queue.unregister(new_key)
                 continue
+            self.held.add(new_key)
             log.info(
                 "recovering batch", extra={"batch_id": batch_id, "from": owner, "votes": len(raws)}
             )
@@ -258,6 +271,7 @@ class Pipeline:
                     await self._prune(store)
                 await self._commit(store, batch)
                 await self._finish(batch)
+                self.held.discard(batch.key)
                 self.metrics.inflight.dec(batch.size)
                 self.metrics.batch_size.observe(batch.size)
                 self.metrics.vote_process_duration.observe(time.perf_counter() - batch.taken_at)

@@ -163,6 +163,10 @@ class RedisQueue:
         )
         if item is None:
             await self._call(self.client.srem, self.keys.registry, key)
+        else:
+            # Again: had we been paused past our TTL between SADD and BLMOVE, a takeover pass
+            # found the list empty and unregistered it, and no recovery would look for it.
+            await self._call(self.client.sadd, self.keys.registry, key)
         return item
 
     async def finish(self, key: str, envelopes: list[bytes]) -> bool:

@@ -1,0 +1,224 @@
+"""Hypothesis fuzz of the message parser and the dead-letter envelope.
+
+Properties: ``parse`` never raises and returns either a well-formed row or a reason from the
+bounded set; an envelope is JSON from which ``original`` gives back the exact bytes; memory stays
+proportional to the input; and a message ``parse`` accepts is stored by the real worker as exactly
+that row (the last test pushes hypothesis-generated messages through a running worker).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tracemalloc
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import wait_until
+from tests.helpers import push_raw, row_count, sql
+from trio_worker.config import Config
+from trio_worker.messages import REASONS, envelope, original, parse
+
+DEFAULT_TS = "2001-02-03 04:05:06"
+ROW_TS = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Text that reaches the odd corners: NUL, quotes, backslashes, astral planes, combining marks.
+odd_text = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]) | st.sampled_from("\0'\"\\%_"),
+    max_size=300,
+)
+odd_numbers = (
+    st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([0, -0.0, 1e-320, 2**63, -(2**63) - 1, 253402300799, 253402300800, -1e10])
+)
+timestamps = (
+    odd_numbers
+    | st.datetimes(timezones=st.none() | st.timezones()).map(lambda d: d.isoformat())
+    | odd_text
+    | st.none()
+    | st.booleans()
+    | st.lists(st.integers(), max_size=3)
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | odd_numbers | odd_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(odd_text, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _encode(doc: Any, ascii_only: bool) -> bytes:
+    # The stdlib encoder writes NaN/Infinity literals and \\uXXXX escapes (lone surrogates too,
+    # which orjson could never produce): both are inputs a sloppy producer might send.
+    return json.dumps(doc, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> bytes:
+    """Mostly vote-shaped JSON objects, with every field sometimes wrong in some odd way."""
+    doc: dict[str, Any] = draw(st.dictionaries(odd_text, json_values, max_size=3))
+    for name, value in (
+        ("voter_id", odd_text | json_values),
+        ("vote", st.text(max_size=12) | json_values),
+        ("timestamp", timestamps),
+    ):
+        if draw(st.integers(0, 9)):
+            doc[name] = draw(value)
+    if draw(st.booleans()):
+        doc["voter_id"] = draw(st.text(min_size=1, max_size=255) | st.just("\ud800x"))
+    return _encode(doc, draw(st.booleans()))
+
+
+def check_parsed(raw: bytes) -> None:
+    result = parse(raw, DEFAULT_TS, None)
+    if isinstance(result, str):
+        assert result in REASONS
+        return
+    voter_id, vote, stamp = result
+    assert 1 <= len(voter_id) <= 255
+    assert 1 <= len(vote) <= 10
+    assert ROW_TS.fullmatch(stamp)
+    assert 1000 <= int(stamp[:4]) <= 9999
+    # Whatever is accepted can be sent to MySQL as utf8mb4 (no lone surrogates sneak through).
+    (voter_id + vote).encode("utf-8")
+    doc = orjson.loads(raw)
+    assert (doc["voter_id"], doc["vote"]) == (voter_id, vote)
+
+
+@FUZZ
+@given(st.binary(max_size=2000))
+def test_parse_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
+    check_parsed(raw)
+
+
+@FUZZ
+@given(messages())
+def test_parse_never_raises_on_vote_shaped_json(raw: bytes) -> None:
+    check_parsed(raw)
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=500), messages()), st.sampled_from(REASONS), odd_text)
+def test_envelope_round_trips_to_the_original_bytes(raw: bytes, reason: str, who: str) -> None:
+    at = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+    env = envelope(raw, reason, who, at)
+    doc = orjson.loads(env)
+    assert doc["reason"] == reason
+    assert doc["worker_id"] == who
+    assert doc["encoding"] in ("text", "base64")
+    assert original(env) == raw
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 1_000_000,
+        b'{"a":' * 300_000 + b"1" + b"}" * 300_000,
+        b'{"voter_id":"' + b"x" * 5_000_000 + b'","vote":"a"}',
+        b'{"voter_id":"v","vote":"a","timestamp":' + b"9" * 100_000 + b"}",
+        b'{"voter_id":"v","vote":"a","timestamp":1' + b"0" * 400 + b".5}",
+        b'{"voter_id":"v","vote":"a","timestamp":NaN}',
+        b'{"voter_id":"v","vote":"a","timestamp":"' + b"2" * 1_000_000 + b'"}',
+        b"\0" * 100_000,
+        b"\xed\xa0\x80" * 10_000,
+        b'"' + b"\\ud800" * 100_000 + b'"',
+    ],
+    ids=[
+        "deep-array",
+        "deep-object",
+        "huge-voter-id",
+        "huge-integer",
+        "huge-float",
+        "nan",
+        "huge-timestamp",
+        "nul-bytes",
+        "surrogate-bytes",
+        "escaped-surrogates",
+    ],
+)
+def test_hostile_inputs_are_rejected_in_bounded_memory(raw: bytes) -> None:
+    tracemalloc.start()
+    try:
+        result = parse(raw, DEFAULT_TS, None)
+        env = envelope(raw, str(result), "w", datetime.now(UTC))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert isinstance(result, str), result
+    assert result in REASONS
+    assert original(env) == raw
+    # Bounded: linear in the message (the decoded text, its JSON-escaped copy, orjson's buffer).
+    assert peak < 16 * len(raw) + 1_000_000
+
+
+def test_accepted_numbers_are_finite_and_in_range() -> None:
+    for stamp in (math.nan, math.inf, -math.inf, 1e19, -1e19):
+        raw = orjson.dumps({"voter_id": "v", "vote": "a", "timestamp": str(stamp)})
+        assert parse(raw, DEFAULT_TS, None) == "bad_timestamp"
+    nan = _encode({"voter_id": "v", "vote": "a", "timestamp": math.nan}, True)
+    assert parse(nan, DEFAULT_TS, None) in REASONS
+
+
+# ------------------------------------------------------------ round trip through the worker
+
+
+def _collect_valid(n: int) -> list[bytes]:
+    """``n`` distinct hypothesis-generated messages that ``parse`` accepts (no time of take)."""
+    found: dict[str, bytes] = {}
+
+    @settings(
+        max_examples=n * 4,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        voter_id=st.text(min_size=1, max_size=250).map(lambda s: s.strip("\x00") or "x") | odd_text,
+        vote=st.text(min_size=1, max_size=10),
+        stamp=timestamps.filter(lambda t: t is not None),
+        ascii_only=st.booleans(),
+    )
+    def collect(voter_id: str, vote: str, stamp: Any, ascii_only: bool) -> None:
+        voter_id = f"{len(found)}|{voter_id}"[:255]
+        raw = _encode({"voter_id": voter_id, "vote": vote, "timestamp": stamp}, ascii_only)
+        if len(found) < n and isinstance(parse(raw, DEFAULT_TS, None), tuple):
+            found[voter_id] = raw
+
+    collect()
+    return list(found.values())
+
+
+@pytest.mark.timeout(60)
+async def test_every_accepted_message_is_stored_as_exactly_its_row(
+    config: Config, rds: redis.Redis, start_worker: Any
+) -> None:
+    raws = _collect_valid(150)
+    assert len(raws) >= 100
+    expected = {}
+    for raw in raws:
+        row = parse(raw, DEFAULT_TS, None)
+        assert isinstance(row, tuple)
+        expected[row[0]] = row
+    push_raw(rds, config, *raws)
+    worker = await start_worker(config, batch_size=37)
+    await wait_until(lambda: row_count(config) >= len(raws), what="every row")
+    worker.stop.set()
+    await wait_until(lambda: worker.exit_status, timeout_s=10, what="the worker to exit")
+    assert worker.exit_status == [0]
+    stored = sql(
+        config,
+        "SELECT voter_id, vote, DATE_FORMAT(timestamp, '%Y-%m-%d %H:%i:%s') FROM votes",
+    )
+    assert len(stored) == len(expected)
+    assert {r[0]: (r[0], r[1], r[2]) for r in stored} == expected
+    assert rds.llen(config.dead_letter_queue) == 0
