@@ -264,12 +264,11 @@ class Watcher:
 # ---------------------------------------------------------------------------------- stages
 
 
-def ceiling(stores: Stores, n: int) -> dict[str, Any]:
-    """MariaDB's own ingest rate: prebuilt 5,000-row INSERTs, one commit each."""
+def ceiling(stores: Stores, n: int, step: int = CEILING_ROWS_PER_STATEMENT) -> dict[str, Any]:
+    """MariaDB's own ingest rate: prebuilt ``step``-row INSERTs, one commit each."""
     reset(stores, table=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     rows = [(f"c{i}", "ab"[i & 1], stamp) for i in range(n)]
-    step = CEILING_ROWS_PER_STATEMENT
     statements = [values_sql(rows[i : i + step]) for i in range(0, n, step)]
     del rows
     conn = stores.sql(autocommit=False)
@@ -524,6 +523,10 @@ def table(res: dict[str, Any]) -> str:
         f"{'ceiling (5,000-row INSERTs), votes/s':<44}{c['votes_per_s']:>16,.0f}   "
         f"mean of {c['before_drain']['votes_per_s']:,.0f} before and "
         f"{c['after_drain']['votes_per_s']:,.0f} after the drain",
+        f"{'MariaDB alone, 1,000-row INSERTs, votes/s':<44}"
+        f"{res['ceiling_1000']['votes_per_s']:>16,.0f}   "
+        f"{res['ceiling_1000']['votes_per_s'] / c['votes_per_s']:.2f} x ceiling: the bound for "
+        "BATCH_SIZE=1000",
         f"{'seed design (BRPOP + INSERT), votes/s':<44}{s['votes_per_s']:>16,.0f}",
         f"{'drain, default settings, votes/s':<44}{d['votes_per_s']:>16,.0f}",
         f"{'  CPU per vote, us: worker, MariaDB':<44}"
@@ -533,6 +536,8 @@ def table(res: dict[str, Any]) -> str:
         f"{' '.join(f'{k} {v}' for k, v in d['cpu_cores_busy'].items()):>16}",
         f"{'  drain / ceiling':<44}{d['votes_per_s'] / c['votes_per_s']:>16.2f}   "
         f">= 0.90  {t['drain_vs_ceiling']}",
+        f"{'  drain / MariaDB alone at 1,000 rows':<44}"
+        f"{d['votes_per_s'] / res['ceiling_1000']['votes_per_s']:>16.2f}",
         f"{'  drain / seed design':<44}{d['votes_per_s'] / s['votes_per_s']:>16.0f}   "
         f">= 60    {t['drain_vs_seed']}",
         f"{'peak RSS draining ' + format(d['votes'], ',') + ' votes, MB':<44}"
@@ -691,6 +696,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"ceiling: {args.count:,} rows as {CEILING_ROWS_PER_STATEMENT:,}-row INSERTs")
         res["ceiling"] = ceiling(stores, args.count)
         say(f"  {res['ceiling']['votes_per_s']:,.0f} votes/s")
+        # The same, in transactions of the worker's default size: MariaDB's own bound for it.
+        say(f"MariaDB alone at the default batch: {args.count:,} rows as 1,000-row INSERTs")
+        res["ceiling_1000"] = ceiling(stores, args.count, 1000)
+        say(f"  {res['ceiling_1000']['votes_per_s']:,.0f} votes/s")
         say(f"seed design: {args.seed_count:,} votes, BRPOP + one INSERT each")
         res["seed_design"] = seed_design(stores, args.seed_count)
         say(f"  {res['seed_design']['votes_per_s']:,.0f} votes/s")
