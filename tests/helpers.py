@@ -54,6 +54,23 @@ def sql(config: Config, query: str) -> list[tuple[Any, ...]]:
         conn.close()
 
 
+def admin_sql(config: Config, *statements: str) -> None:
+    """Run statements as the configured account with no database selected (setup, teardown)."""
+    conn = pymysql.connect(
+        host=config.mysql_host,
+        port=config.mysql_port,
+        user=config.mysql_user,
+        password=config.mysql_password,
+        autocommit=True,
+    )
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+    finally:
+        conn.close()
+
+
 def row_count(config: Config) -> int:
     try:
         rows = sql(config, "SELECT COUNT(*) FROM votes")

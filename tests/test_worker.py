@@ -8,12 +8,19 @@ from typing import Any
 
 import httpx
 import orjson
-import pymysql
 import redis
 import trio
 
 from tests.conftest import wait_until
-from tests.helpers import inflight_keys, push_raw, push_votes, row_count, sql, voter_counts
+from tests.helpers import (
+    admin_sql,
+    inflight_keys,
+    push_raw,
+    push_votes,
+    row_count,
+    sql,
+    voter_counts,
+)
 from trio_worker.config import Config
 from trio_worker.store import LEDGER_TABLE, VOTES_TABLE
 
@@ -194,22 +201,15 @@ async def test_an_account_without_create_rights_works_on_a_prepared_schema(
 ) -> None:
     user = f"lim_{config.vote_queue[1:9]}"
     db = config.mysql_database
-    root = pymysql.connect(
-        host=config.mysql_host,
-        port=config.mysql_port,
-        user=config.mysql_user,
-        password=config.mysql_password,
-        autocommit=True,
+    admin_sql(
+        config,
+        f"CREATE DATABASE `{db}`",
+        f"CREATE TABLE `{db}`.votes {VOTES_TABLE.split('votes', 1)[1]}",
+        f"CREATE TABLE `{db}`.vote_batches {LEDGER_TABLE.split('vote_batches', 1)[1]}",
+        f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'",
+        f"GRANT SELECT, INSERT, DELETE ON `{db}`.* TO '{user}'@'%'",
     )
     try:
-        with root.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{db}`")
-            cur.execute(f"CREATE TABLE `{db}`.votes {VOTES_TABLE.split('votes', 1)[1]}")
-            cur.execute(
-                f"CREATE TABLE `{db}`.vote_batches {LEDGER_TABLE.split('vote_batches', 1)[1]}"
-            )
-            cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'")
-            cur.execute(f"GRANT SELECT, INSERT, DELETE ON `{db}`.* TO '{user}'@'%'")
         ids = push_votes(rds, config, 500)
         worker = await start_worker(config, mysql_user=user, mysql_password="pw")
         await wait_until(lambda: row_count(config) == 500, what="500 rows")
@@ -218,9 +218,7 @@ async def test_an_account_without_create_rights_works_on_a_prepared_schema(
         await wait_until(lambda: worker.exit_status, what="exit")
         assert worker.exit_status == [0]
     finally:
-        with root.cursor() as cur:
-            cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
-        root.close()
+        admin_sql(config, f"DROP USER IF EXISTS '{user}'@'%'")
 
 
 async def test_a_dropped_table_is_recreated_and_the_worker_goes_on(
@@ -240,19 +238,9 @@ async def test_a_row_mysql_refuses_is_dead_lettered_and_the_rest_stored(
     config: Config, rds: redis.Redis, start_worker: Any
 ) -> None:
     """An older latin1 votes table can't hold an emoji: that vote alone is dead-lettered."""
+    ddl = VOTES_TABLE.split("votes", 1)[1].replace("utf8mb4", "latin1")
     db = config.mysql_database
-    root = pymysql.connect(
-        host=config.mysql_host,
-        port=config.mysql_port,
-        user=config.mysql_user,
-        password=config.mysql_password,
-        autocommit=True,
-    )
-    with root.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{db}`")
-        ddl = VOTES_TABLE.split("votes", 1)[1].replace("utf8mb4", "latin1")
-        cur.execute(f"CREATE TABLE `{db}`.votes {ddl}")
-    root.close()
+    admin_sql(config, f"CREATE DATABASE `{db}`", f"CREATE TABLE `{db}`.votes {ddl}")
     emoji = '{"voter_id": "smile \U0001f600", "vote": "a"}'.encode()
     push_raw(
         rds,
