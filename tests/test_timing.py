@@ -56,7 +56,7 @@ class TrickleQueue:
 
 def pipeline_over(queue: TrickleQueue, **changes: object) -> Pipeline:
     config = replace(from_env({"WORKER_ID": "t"}), **changes)  # type: ignore[arg-type]
-    return Pipeline(config, cast(RedisQueue, queue), Status(), Metrics(), "token")
+    return Pipeline(config, cast(RedisQueue, queue), Status(), Metrics())
 
 
 async def test_an_idle_queue_flushes_at_once(autojump_clock: trio.abc.Clock) -> None:

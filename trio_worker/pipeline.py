@@ -79,7 +79,6 @@ class Pipeline:
     queue: RedisQueue
     status: Status
     metrics: Metrics
-    token: str
     # One token per flusher not busy with a batch; the consumer holds one while it fills.
     flusher_free: trio.Semaphore = field(default_factory=lambda: trio.Semaphore(FLUSHERS))
     turns: Turns = field(default_factory=Turns)

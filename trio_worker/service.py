@@ -82,7 +82,7 @@ async def run(
         queue = RedisQueue(client, config)
         stores = [MySQLStore(config) for _ in range(FLUSHERS)]
         probe = MySQLStore(config)
-        pipeline = Pipeline(config, queue, status, metrics, token)
+        pipeline = Pipeline(config, queue, status, metrics)
         app = create_app(status, metrics, Probes(queue, probe))
         http_done = trio.Event()
         try:
