@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import redis
 import trio_asyncio
 
 from trio_worker.bridge import aio
 from trio_worker.config import Config
-from trio_worker.queue import RedisQueue, connect
+from trio_worker.queue import LostOwnership, RedisQueue, connect
 
 
 async def test_wait_one_leaves_the_list_it_moved_into_registered(
@@ -39,3 +40,29 @@ async def test_wait_one_leaves_the_list_it_moved_into_registered(
             await aio(client.aclose)
     assert rds.lrange(key, 0, -1) == [b"v"]
     assert rds.sismember(queue.keys.registry, key)
+
+
+async def test_take_drops_the_committed_lists_it_is_given(config: Config, rds: redis.Redis) -> None:
+    """The take that follows a batch's commit drops its list: one round trip, not two."""
+    async with trio_asyncio.open_loop():
+        queue = RedisQueue(connect(config, block_s=0.5), config)
+        keys = queue.keys
+        old = [keys.inflight("me", f"1700000000000-abcdef-{i}") for i in (1, 2)]
+        for key in old:
+            rds.rpush(key, b"committed")
+            rds.sadd(keys.registry, key)
+        rds.lpush(config.vote_queue, b"v1", b"v2")
+        new = keys.inflight("me", "1700000000000-abcdef-3")
+        try:
+            assert await queue.take(new, 10, append=False, drop=old) == ([b"v1", b"v2"], 0)
+            # Dropped even when the append finds its own list taken over, and again harmlessly.
+            rds.rpush(old[0], b"again")
+            gone = keys.inflight("me", "1700000000000-abcdef-4")
+            with pytest.raises(LostOwnership):
+                await queue.take(gone, 10, append=True, drop=old)
+            await queue.drop(old)
+        finally:
+            await aio(queue.client.aclose)
+    assert not any(rds.exists(key) for key in old)
+    assert rds.smembers(keys.registry) == {new.encode()}
+    assert rds.lrange(new, 0, -1) == [b"v1", b"v2"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import cast
 
@@ -36,7 +37,9 @@ class TrickleQueue:
         now = trio.current_time()
         return sum(1 for t in self.arrivals if t <= now)
 
-    async def take(self, key: str, count: int, *, append: bool) -> tuple[list[bytes], int]:
+    async def take(
+        self, key: str, count: int, *, append: bool, drop: Sequence[str] = ()
+    ) -> tuple[list[bytes], int]:
         await trio.sleep(0.001)  # a round trip
         self.calls.append(trio.current_time())
         n = min(count, self.chunk, self._arrived() - self.taken)

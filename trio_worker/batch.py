@@ -50,7 +50,6 @@ class Batch:
     dead: list[bytes]
     dead_reasons: Counter[str]
     taken_at: float = field(default_factory=time.perf_counter)
-    seq: int = 0  # the order the consumer handed it over in (see pipeline.Turns)
 
     def vote_counts(self) -> dict[str, int]:
         return dict(Counter(vote for _, vote, _ in self.rows))

@@ -2,7 +2,7 @@
 
 The consumer fills one batch at a time into its own in-flight list and hands it, parsed, to the
 flushers (one per MySQL connection) through an unbuffered memory channel, and starts filling
-only when a flusher is free: while batch N commits, batch N+1 is being taken and inserted, and
+only when a flusher is free: while batches N and N+1 commit, batch N+2 is being taken, and
 memory stays bounded however long the queue is. Shutdown is a trigger: when ``stop`` is set the
 consumer takes nothing more and closes its end; the flusher's ``async for`` ends once it has
 committed what was sent.
@@ -10,13 +10,11 @@ committed what was sent.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 
 import trio
 
@@ -40,35 +38,10 @@ BLOCK_S = 0.5
 LEDGER_RETENTION_S = 24 * 3600
 PRUNE_EVERY_S = 600.0
 
-# MySQL connections committing batches side by side: two let MariaDB use both cores of a small
-# machine (one commits while the other inserts); more only add lock and log contention.
-FLUSHERS = 2
-
-
-class Turns:
-    """Batches insert their rows in the order they were taken, so ids follow arrival order;
-    only their COMMITs overlap."""
-
-    def __init__(self) -> None:
-        self._next = 0
-        self._done: set[int] = set()
-        self._waiting: dict[int, trio.Event] = {}
-
-    async def wait(self, n: int) -> None:
-        if n > self._next:
-            await self._waiting.setdefault(n, trio.Event()).wait()
-
-    def done(self, n: int) -> None:
-        """Batch ``n`` has inserted its rows, or needs no turn; idempotent, in any order."""
-        if n < self._next:
-            return
-        self._done.add(n)
-        while self._next in self._done:
-            self._done.remove(self._next)
-            self._next += 1
-        event = self._waiting.pop(self._next, None)
-        if event is not None:
-            event.set()
+# MySQL connections committing batches side by side. One leaves MariaDB idle while the worker
+# finishes a batch and fills the next; three kept it busiest on a 2-core machine (four only
+# added latch contention inside InnoDB). See docs/benchmarks.md.
+FLUSHERS = 3
 
 
 @dataclass
@@ -81,12 +54,15 @@ class Pipeline:
     metrics: Metrics
     # One token per flusher not busy with a batch; the consumer holds one while it fills.
     flusher_free: trio.Semaphore = field(default_factory=lambda: trio.Semaphore(FLUSHERS))
-    turns: Turns = field(default_factory=Turns)
-    order: Iterator[int] = field(default_factory=itertools.count)
     # In-flight keys of ours that a batch in this process stands for (being filled, in the
     # channel, or in the flusher) until finished. Any other key under our name is recovered:
     # one left by our past self, or a claim that ran but whose reply was lost.
     held: set[str] = field(default_factory=set)
+    # In-flight lists of committed full batches with no dead letters: the consumer's next take
+    # drops them on its way (one Redis round trip per batch, not two). Still held until then.
+    committed: list[str] = field(default_factory=list)
+    # Votes left in the queue at the last take: while some are, the consumer is about to take again.
+    queued: int = 0
 
     def _redis_failed(self, exc: RedisUnavailable) -> None:
         if self.status.redis_ok:
@@ -128,7 +104,6 @@ class Pipeline:
                     continue
                 if batch is not None:
                     self.metrics.inflight.inc(batch.size)
-                    batch.seq = next(self.order)
                     await send.send(batch)
 
     async def _fill_when_free(self, batch_id: str) -> Batch | None:
@@ -166,7 +141,7 @@ class Pipeline:
         c = self.config
         items: list[bytes] = []
         try:
-            items, remaining = await self.queue.take(key, c.batch_size, append=False)
+            items, remaining = await self._take(key, c.batch_size, append=False)
             if not items:
                 first = await self.queue.wait_one(key, BLOCK_S)
                 if first is None:
@@ -175,7 +150,7 @@ class Pipeline:
             deadline = trio.current_time() + c.flush_interval_s
             # An idle queue (nothing remaining) flushes at once; a busy one fills the batch.
             while len(items) < c.batch_size and remaining > 0 and trio.current_time() < deadline:
-                more, remaining = await self.queue.take(key, c.batch_size - len(items), append=True)
+                more, remaining = await self._take(key, c.batch_size - len(items), append=True)
                 items.extend(more)
         except LostOwnership:
             # Another worker took this batch over while we were paused; it is theirs now.
@@ -187,6 +162,20 @@ class Pipeline:
             if not items:
                 return None
         return self._batch(batch_id, key, items, datetime.now(UTC))
+
+    async def _take(self, key: str, count: int, *, append: bool) -> tuple[list[bytes], int]:
+        """``queue.take``, dropping on its way the lists of batches committed since the last."""
+        drop, self.committed = self.committed, []
+        try:
+            items, self.queued = await self.queue.take(key, count, append=append, drop=drop)
+        except RedisUnavailable:
+            # Dropped or not, we can't tell: they go with the next call (dropping is idempotent).
+            self.committed.extend(drop)
+            drop = []
+            raise
+        finally:
+            self.held.difference_update(drop)
+        return items, self.queued
 
     async def _reread(self, key: str) -> list[bytes]:
         backoff = Backoff()
@@ -231,7 +220,6 @@ class Pipeline:
             self.metrics.inflight.inc(len(raws))
             await self.flusher_free.acquire()
             batch = self._batch(batch_id, new_key, raws, started_at(batch_id))
-            batch.seq = next(self.order)
             await send.send(batch)
 
     # ------------------------------------------------------------------ flusher
@@ -247,16 +235,17 @@ class Pipeline:
         """Commit each batch, then finish it in Redis; set ``drained`` when the channel ends.
 
         One flusher per store (MySQL connection), all taking from the same channel: while one
-        waits for its COMMIT's log flush, another sends its rows, so MariaDB works on both cores
-        and the commit of batch N overlaps the insert of batch N+1. Batches may therefore commit
-        out of order; each still commits exactly once (the ledger), and its in-flight list is
-        finished only after its own commit.
+        waits for its COMMIT's log flush, others send their rows, so MariaDB works on both cores
+        and always has a batch in hand. Batches may therefore commit out of order (ids follow
+        arrival order within a batch, not across batches in flight together); each still
+        commits exactly once (the ledger), and its in-flight list goes only after its commit.
         """
         task_status.started()
         await self._connect(stores[0])
         async with receive, trio.open_nursery() as nursery:
             for store in stores:
                 nursery.start_soon(self._flush_from, store, receive.clone())
+        await self._drop_committed()
         drained.set()
 
     async def _flush_from(
@@ -269,12 +258,30 @@ class Pipeline:
                     next_prune = trio.current_time() + PRUNE_EVERY_S
                     await self._prune(store)
                 await self._commit(store, batch)
-                await self._finish(batch)
-                self.held.discard(batch.key)
                 self.metrics.inflight.dec(batch.size)
                 self.metrics.batch_size.observe(batch.size)
                 self.metrics.vote_process_duration.observe(time.perf_counter() - batch.taken_at)
+                # This connection is free: the consumer fills its next batch meanwhile.
                 self.flusher_free.release()
+                if batch.dead or not self.queued:
+                    await self._finish(batch)
+                    self.held.discard(batch.key)
+                else:
+                    # Votes are queued, so the consumer takes again soon: that take drops the list.
+                    self.committed.append(batch.key)
+
+    async def _drop_committed(self) -> None:
+        """Drop the committed lists that no take will drop now: the consumer has stopped."""
+        backoff = Backoff()
+        while self.committed:
+            try:
+                await self.queue.drop(self.committed)
+            except RedisUnavailable as exc:
+                self._redis_failed(exc)
+                await backoff.sleep()
+                continue
+            self.held.difference_update(self.committed)
+            self.committed = []
 
     async def _prune(self, store: MySQLStore) -> None:
         try:
@@ -305,27 +312,16 @@ class Pipeline:
 
     async def _commit(self, store: MySQLStore, batch: Batch) -> None:
         """Commit the batch's rows exactly once, retrying through any connection failure."""
-        try:
-            await self._commit_in_turn(store, batch)
-        finally:
-            self.turns.done(batch.seq)
-
-    async def _commit_in_turn(self, store: MySQLStore, batch: Batch) -> None:
         if not batch.rows:
             return
-        my_turn = partial(self.turns.wait, batch.seq)
-        inserted = partial(self.turns.done, batch.seq)
         backoff = Backoff()
         while True:
             await self._connect(store)
             started = time.perf_counter()
             try:
                 try:
-                    committed = await store.commit_batch(
-                        batch.batch_id, batch.rows, my_turn=my_turn, inserted=inserted
-                    )
+                    committed = await store.commit_batch(batch.batch_id, batch.rows)
                 except BatchRejected as exc:
-                    inserted()
                     log.warning("batch rejected, retrying row by row", extra={"error": str(exc)})
                     self.metrics.database_errors.inc()
                     committed, refused = await store.commit_rows_one_by_one(
@@ -333,14 +329,12 @@ class Pipeline:
                     )
                     self._reject_rows(batch, refused)
             except MySQLUnavailable as exc:
-                inserted()  # or not: the order of a retried batch's ids is not worth a stall
                 self._mysql_failed(exc)
                 await backoff.sleep()
                 continue
             except Exception as exc:
                 # MySQL refused the transaction itself (a dropped table, a revoked right): the
                 # votes stay in flight and we keep trying, loudly, rather than exit.
-                inserted()
                 log.exception("batch commit failed", extra={"batch_id": batch.batch_id})
                 store.close()
                 self._mysql_failed(MySQLUnavailable(store.address, describe(exc)))

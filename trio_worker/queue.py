@@ -9,7 +9,7 @@ script here is one Redis round trip, atomic, and safe to repeat.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -30,15 +30,32 @@ T = TypeVar("T")
 TAKE_CHUNK = 1000
 
 # Pops up to ARGV[1] votes from the queue's consuming end (ARGV[2] is LPOP or RPOP) and appends
-# them to the batch's in-flight list. With ARGV[3] == "append" the list must already exist: if it
-# is gone, another worker has taken the batch over, and nothing is popped.
+# them to the batch's in-flight list. With ARGV[3] == 'append' the list must already exist: if it
+# is gone, another worker has taken the batch over, and nothing is popped. On its way it drops the
+# in-flight lists KEYS[4..] of committed batches that have no dead letters (see DROP), so that a
+# batch costs one Redis round trip, not two.
 _TAKE = """
+for i = 4, #KEYS do
+  redis.call('DEL', KEYS[i])
+  redis.call('SREM', KEYS[3], KEYS[i])
+end
 if ARGV[3] == 'append' and redis.call('EXISTS', KEYS[2]) == 0 then return false end
 local items = redis.call(ARGV[2], KEYS[1], tonumber(ARGV[1]))
 if not items then return {{}, 0} end
 redis.call('SADD', KEYS[3], KEYS[2])
 redis.call('RPUSH', KEYS[2], unpack(items))
 return {items, redis.call('LLEN', KEYS[1])}
+"""
+
+# Drops the in-flight lists KEYS[2..] of committed batches that have no dead letters, and
+# unregisters them (KEYS[1] is the registry). Safe to repeat: a list already gone, or renamed by
+# a takeover, is left as it is.
+_DROP = """
+for i = 2, #KEYS do
+  redis.call('DEL', KEYS[i])
+  redis.call('SREM', KEYS[1], KEYS[i])
+end
+return 1
 """
 
 # Ends a batch: pushes its dead letters (ARGV) and deletes its in-flight list, once. If the list is
@@ -128,6 +145,7 @@ class RedisQueue:
         self._end = "LEFT" if config.consume_from == "left" else "RIGHT"
         self._take = client.register_script(_TAKE)
         self._finish = client.register_script(_FINISH)
+        self._drop = client.register_script(_DROP)
         self._claim = client.register_script(_CLAIM)
 
     async def _call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kw: P.kwargs) -> T:
@@ -139,11 +157,17 @@ class RedisQueue:
     async def ping(self) -> None:
         await self._call(self.client.ping)
 
-    async def take(self, key: str, count: int, *, append: bool) -> tuple[list[bytes], int]:
-        """Move up to ``count`` votes into the in-flight list ``key``; also return what's left."""
+    async def take(
+        self, key: str, count: int, *, append: bool, drop: Sequence[str] = ()
+    ) -> tuple[list[bytes], int]:
+        """Move up to ``count`` votes into the in-flight list ``key``; also return what's left.
+
+        The in-flight lists ``drop`` (committed, no dead letters) are dropped first, in the same
+        atomic call; they are dropped even if ``LostOwnership`` is raised.
+        """
         result: Any = await self._call(
             self._take,
-            keys=[self.keys.queue, key, self.keys.registry],
+            keys=[self.keys.queue, key, self.keys.registry, *drop],
             args=[min(count, TAKE_CHUNK), self._pop, "append" if append else "new"],
         )
         if result is None:
@@ -175,6 +199,11 @@ class RedisQueue:
             self._finish, keys=[key, self.keys.registry, self.keys.dead], args=envelopes
         )
         return bool(done)
+
+    async def drop(self, keys: Sequence[str]) -> None:
+        """Drop the in-flight lists of committed batches that have no dead letters."""
+        if keys:
+            await self._call(self._drop, keys=[self.keys.registry, *keys], args=[])
 
     async def heartbeat(self, worker_id: str, token: str, ttl_s: float) -> None:
         await self._call(
