@@ -58,8 +58,9 @@ class Pipeline:
     # channel, or in the flusher) until finished. Any other key under our name is recovered:
     # one left by our past self, or a claim that ran but whose reply was lost.
     held: set[str] = field(default_factory=set)
-    # In-flight lists of committed full batches with no dead letters: the consumer's next take
-    # drops them on its way (one Redis round trip per batch, not two). Still held until then.
+    # In-flight lists of batches committed, with no dead letters, while votes were still queued:
+    # the consumer's next take drops them on its way (one Redis round trip per batch, not two).
+    # Still held until then.
     committed: list[str] = field(default_factory=list)
     # Votes left in the queue at the last take: while some are, the consumer is about to take again.
     queued: int = 0

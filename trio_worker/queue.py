@@ -2,8 +2,9 @@
 
 A vote leaves the queue only by an atomic move into an in-flight list of one batch,
 ``<queue>:inflight:<worker_id>:<batch_id>``, registered in the set ``<queue>:inflight``. The list
-is deleted (and its dead letters pushed) in one atomic step after the batch is in MySQL. Every
-script here is one Redis round trip, atomic, and safe to repeat.
+is deleted (and its dead letters pushed) in one atomic step after the batch is in MySQL: by FINISH,
+or, for a batch without dead letters, by the next TAKE on its way (or DROP). Every script here is
+one Redis round trip, atomic, and safe to repeat.
 """
 
 from __future__ import annotations
