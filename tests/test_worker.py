@@ -73,9 +73,15 @@ async def test_stores_valid_votes_once_and_dead_letters_the_rest(
         assert datetime.fromisoformat(env["time"]).tzinfo is not None
     assert got == MALFORMED
 
-    metrics = (await get(worker.url + "/metrics")).text
-    assert 'votes_processed_total{vote="a"} 5000.0' in metrics
-    assert 'votes_processed_total{vote="b"} 5000.0' in metrics
+    # The counters move when a flusher hears its COMMIT's reply, a moment after the rows show.
+    counted = ('votes_processed_total{vote="a"} 5000.0', 'votes_processed_total{vote="b"} 5000.0')
+    for _ in range(200):  # polling /metrics: the counters live in the worker, not in an Event
+        metrics = (await get(worker.url + "/metrics")).text
+        if all(line in metrics for line in counted):
+            break
+        await trio.sleep(0.05)
+    for line in counted:
+        assert line in metrics
     assert 'dead_letters_total{reason="bad_voter_id"} 4.0' in metrics
     for name in (
         "redis_errors_total",
