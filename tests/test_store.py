@@ -47,3 +47,32 @@ async def test_schema_is_the_seeds_with_both_indexes(config: Config) -> None:
     assert columns == ["id", "vote", "voter_id", "timestamp", "created_at"]
     indexes = {r[2] for r in sql(config, "SHOW INDEX FROM votes")}
     assert indexes == {"PRIMARY", "idx_vote", "idx_timestamp"}
+
+
+async def test_commit_batch_says_when_its_rows_are_in(config: Config) -> None:
+    """The insert slot is taken before the packet goes and given back once the rows are in, and
+    again (harmlessly) when the call ends; a batch committed before takes no rows."""
+    rows = [("v1", "a", "2026-11-28 10:00:00"), ("v2", "b", "2026-11-28 10:00:00")]
+    events: list[str] = []
+
+    async def wait_to_insert() -> None:
+        events.append("wait")
+
+    async with trio_asyncio.open_loop():
+        store = MySQLStore(config)
+        await store.ensure_schema()
+
+        def insert_done() -> None:
+            events.append("done")
+
+        try:
+            first, again = (True, ["wait", "done", "done"]), (False, ["wait", "done"])
+            for committed, expected in (first, again):
+                events.clear()
+                got = await store.commit_batch(
+                    "b-9", rows, wait_to_insert=wait_to_insert, insert_done=insert_done
+                )
+                assert (got, events) == (committed, expected)
+        finally:
+            store.close()
+    assert sql(config, "SELECT COUNT(*) FROM votes") == [(2,)]

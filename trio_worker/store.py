@@ -10,7 +10,7 @@ second one waits for it and then learns the outcome: there is no window for a do
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncmy
@@ -238,7 +238,14 @@ class MySQLStore:
             raise
         return True
 
-    async def commit_batch(self, batch_id: str, rows: Sequence[Row]) -> bool:
+    async def commit_batch(
+        self,
+        batch_id: str,
+        rows: Sequence[Row],
+        *,
+        wait_to_insert: Callable[[], Awaitable[None]] | None = None,
+        insert_done: Callable[[], None] | None = None,
+    ) -> bool:
         """Insert the ledger entry and the rows, and commit: one transaction, one round trip.
 
         True if this call committed them, False if the batch was committed before. Raises
@@ -269,10 +276,14 @@ class MySQLStore:
                     raise
                 step = "rows"
                 await cur.nextset()
+                if insert_done is not None:
+                    insert_done()
                 step = "commit"
                 await cur.nextset()
             return True
 
+        if wait_to_insert is not None:
+            await wait_to_insert()
         try:
             committed = await aio(transaction)
         except Exception as exc:
@@ -287,6 +298,9 @@ class MySQLStore:
             # Cancelled mid-transaction: the protocol state is unknown, so the connection goes.
             self.close()
             raise
+        finally:
+            if insert_done is not None:
+                insert_done()
         if not committed:
             await self.rollback()
         return committed
