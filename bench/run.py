@@ -49,7 +49,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
-from trio_worker.store import SESSION, VOTES_TABLE, values_sql  # noqa: E402
+from trio_worker.mysql.schema import VOTES_TABLE  # noqa: E402
+from trio_worker.mysql.sql import SESSION  # noqa: E402
+from trio_worker.mysql.sql import insert_votes as values_sql  # noqa: E402
 
 DB = "trio_worker_bench"
 QUEUE = "trio_worker_bench"

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+import httpx
 import pymysql
 import pytest
 import redis
@@ -197,7 +198,8 @@ async def start_worker(nursery: trio.Nursery) -> AsyncIterator[object]:
     """Start the real service in this test's nursery: ``await start_worker(config)``."""
     running: list[RunningWorker] = []
 
-    async def start(config: Config, **changes: Any) -> RunningWorker:
+    async def start(config: Config, *, ready: bool = True, **changes: Any) -> RunningWorker:
+        """Start it; with ``ready``, return once ``/ready`` says 200 (the pipeline runs)."""
         cfg = replace(config, **changes) if changes else config
         stop = trio.Event()
         exit_status: list[int] = []
@@ -211,11 +213,24 @@ async def start_worker(nursery: trio.Nursery) -> AsyncIterator[object]:
         url = binds[0].replace("0.0.0.0", "127.0.0.1")
         worker = RunningWorker(cfg, url, stop, exit_status)
         running.append(worker)
+        if ready:
+            await wait_ready(url)
         return worker
 
     yield start
     for worker in running:
         worker.stop.set()
+
+
+async def wait_ready(url: str, timeout_s: float = 30.0) -> None:
+    """Poll ``/ready`` until it says 200 (the service's own view: every connection is open)."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        with trio.move_on_after(timeout_s):
+            # Polling is the outside view a probe has; no event crosses the HTTP boundary.
+            while (await client.get(url + "/ready")).status_code != 200:  # noqa: ASYNC110
+                await trio.sleep(0.02)
+            return
+    pytest.fail(f"{url} not ready within {timeout_s}s")
 
 
 async def wait_until(predicate: object, timeout_s: float = 30.0, what: str = "condition") -> None:

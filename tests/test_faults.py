@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import httpx
@@ -13,8 +12,8 @@ import trio
 from tests.conftest import wait_until
 from tests.faults import FaultProxy
 from tests.helpers import inflight_keys, push_votes, row_count, sql, voter_counts
-from trio_worker import queue as worker_queue
 from trio_worker.config import Config
+from trio_worker.queue import scripts
 
 
 async def metric(url: str, name: str) -> float:
@@ -125,7 +124,7 @@ async def test_claim_whose_reply_is_lost_is_still_finished(
     The claim script ran, so the dead worker's list now carries our name; our later recovery
     passes skipped our own keys, so the votes stayed in flight until this worker restarted.
     """
-    claim_sha = hashlib.sha1(worker_queue._CLAIM.encode()).hexdigest().encode()
+    claim_sha = scripts.CLAIM.sha.encode()
     proxy = FaultProxy(config.redis_host, config.redis_port)
     port = await nursery.start(proxy.serve)
     worker = await start_worker(config, redis_host="127.0.0.1", redis_port=port)

@@ -8,9 +8,12 @@ import pytest
 import redis
 import trio_asyncio
 
-from trio_worker.bridge import aio
 from trio_worker.config import Config
-from trio_worker.queue import LostOwnership, RedisQueue, connect
+from trio_worker.queue import Boundary, LostOwnership, RedisQueue, connect
+
+
+def open_queue(config: Config) -> RedisQueue:
+    return RedisQueue(Boundary(connect(config, block_s=0.5), config.redis_address), config)
 
 
 async def test_wait_one_leaves_the_list_it_moved_into_registered(
@@ -23,8 +26,8 @@ async def test_wait_one_leaves_the_list_it_moved_into_registered(
     died before finishing it, no recovery would ever have found it.
     """
     async with trio_asyncio.open_loop():
-        client = connect(config, block_s=0.5)
-        queue = RedisQueue(client, config)
+        queue = open_queue(config)
+        client = queue.boundary.client
         key = queue.keys.inflight("me", "1700000000000-abcdef-1")
         blmove = client.blmove
 
@@ -37,7 +40,7 @@ async def test_wait_one_leaves_the_list_it_moved_into_registered(
         try:
             assert await queue.wait_one(key, 0.5) == b"v"
         finally:
-            await aio(client.aclose)
+            await queue.boundary.aclose()
     assert rds.lrange(key, 0, -1) == [b"v"]
     assert rds.sismember(queue.keys.registry, key)
 
@@ -45,7 +48,7 @@ async def test_wait_one_leaves_the_list_it_moved_into_registered(
 async def test_take_drops_the_committed_lists_it_is_given(config: Config, rds: redis.Redis) -> None:
     """The take that follows a batch's commit drops its list: one round trip, not two."""
     async with trio_asyncio.open_loop():
-        queue = RedisQueue(connect(config, block_s=0.5), config)
+        queue = open_queue(config)
         keys = queue.keys
         old = [keys.inflight("me", f"1700000000000-abcdef-{i}") for i in (1, 2)]
         for key in old:
@@ -62,7 +65,7 @@ async def test_take_drops_the_committed_lists_it_is_given(config: Config, rds: r
                 await queue.take(gone, 10, append=True, drop=old)
             await queue.drop(old)
         finally:
-            await aio(queue.client.aclose)
+            await queue.boundary.aclose()
     assert not any(rds.exists(key) for key in old)
     assert rds.smembers(keys.registry) == {new.encode()}
     assert rds.lrange(new, 0, -1) == [b"v1", b"v2"]

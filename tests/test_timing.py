@@ -5,17 +5,17 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import cast
 
 import pytest
 import trio
 
-from trio_worker.backoff import Backoff
 from trio_worker.config import from_env
 from trio_worker.heartbeat import period_s
 from trio_worker.metrics import Metrics
-from trio_worker.pipeline import BLOCK_S, Pipeline
-from trio_worker.queue import Keys, RedisQueue
+from trio_worker.pipeline import BLOCK_S, Consumer, Holdings, Permits
+from trio_worker.pipeline.shared import Shared
+from trio_worker.queue import Keys
+from trio_worker.retry import Backoff
 from trio_worker.status import Status
 
 
@@ -47,6 +47,12 @@ class TrickleQueue:
         self.taken += n
         return items, self._arrived() - self.taken
 
+    async def ping(self) -> None:
+        await trio.sleep(0.001)
+
+    async def read(self, key: str) -> list[bytes]:
+        raise AssertionError("no Redis failure here: nothing is re-read")
+
     async def wait_one(self, key: str, timeout_s: float) -> bytes | None:
         deadline = trio.current_time() + timeout_s
         while self._arrived() <= self.taken:
@@ -57,9 +63,11 @@ class TrickleQueue:
         return b'{"voter_id": "first", "vote": "a"}'
 
 
-def pipeline_over(queue: TrickleQueue, **changes: object) -> Pipeline:
+def pipeline_over(queue: TrickleQueue, **changes: object) -> Consumer:
     config = replace(from_env({"WORKER_ID": "t"}), **changes)  # type: ignore[arg-type]
-    return Pipeline(config, cast(RedisQueue, queue), Status(), Metrics())
+    metrics = Metrics()
+    shared = Shared(config, Status.for_metrics(metrics), metrics, Holdings())
+    return Consumer(shared, queue, Permits(1))
 
 
 async def test_an_idle_queue_flushes_at_once(autojump_clock: trio.abc.Clock) -> None:

@@ -24,7 +24,7 @@ from tests.helpers import (
     voter_counts,
 )
 from trio_worker.config import Config
-from trio_worker.store import LEDGER_TABLE, VOTES_TABLE
+from trio_worker.mysql.schema import LEDGER_TABLE, VOTES_TABLE
 
 MALFORMED: dict[bytes, str] = {
     b"": "empty",
@@ -128,7 +128,7 @@ async def test_health_reports_a_store_that_is_down_and_the_worker_keeps_running(
     config: Config, start_worker: Any
 ) -> None:
     # Nothing listens on port 1: Redis is "down" from the start; MySQL is up.
-    worker = await start_worker(config, redis_port=1)
+    worker = await start_worker(config, ready=False, redis_port=1)
     health = await get(worker.url + "/health")
     assert health.status_code == 503
     assert health.json()["redis"] == "disconnected"

@@ -1,9 +1,8 @@
-"""The one hop from Trio into the asyncio libraries (redis-py, asyncmy), with errors mapped.
+"""The one hop from Trio into the asyncio libraries (redis-py, asyncmy).
 
 Both client libraries are asyncio-only; they run on the single trio-asyncio loop that
-``service.run`` opens. Every call goes through ``aio`` so that a failure surfaces as one of our
-domain errors (``RedisUnavailable``, ``MySQLUnavailable``) naming the address, and so that
-timeouts are Trio scopes at the call site (httpcore's ``map_exceptions`` idea).
+``service.run`` (or an operator command) opens. Every call goes through ``aio``; each store's
+boundary maps what comes back to the domain's errors (``trio_worker.errors``).
 """
 
 from __future__ import annotations
@@ -17,25 +16,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class StoreUnavailable(Exception):
-    """A store could not be reached or answered with a connection-level error."""
-
-    def __init__(self, store: str, address: str, reason: str) -> None:
-        super().__init__(f"{store} at {address}: {reason}")
-        self.address = address
-        self.reason = reason
-
-
-class RedisUnavailable(StoreUnavailable):
-    def __init__(self, address: str, reason: str) -> None:
-        super().__init__("Redis", address, reason)
-
-
-class MySQLUnavailable(StoreUnavailable):
-    def __init__(self, address: str, reason: str) -> None:
-        super().__init__("MySQL", address, reason)
-
-
 async def aio(fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """Await an asyncio coroutine function from Trio."""
     result: T = await trio_asyncio.aio_as_trio(fn)(*args, **kwargs)
@@ -43,7 +23,7 @@ async def aio(fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwarg
 
 
 def describe(exc: BaseException) -> str:
-    """A short, secret-free reason for a connection error ("connection refused", "timed out")."""
+    """A short, secret-free reason for a store error ("connection refused", "timed out")."""
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, TimeoutError):

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import trio
 
-from trio_worker.bridge import RedisUnavailable
 from trio_worker.config import Config
+from trio_worker.errors import RedisUnavailable
 from trio_worker.metrics import Metrics
 from trio_worker.queue import RedisQueue
+from trio_worker.retry import retry
 from trio_worker.status import Status
 
 log = logging.getLogger("trio_worker.heartbeat")
+
+# Deleting the heartbeat on the way out gets this long, whatever cancelled us.
+CLEANUP_S = 3.0
 
 
 def period_s(ttl_s: float) -> float:
@@ -26,24 +31,40 @@ async def beat(
     token: str,
     status: Status,
     metrics: Metrics,
+    done: trio.Event,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Refresh ``<queue>:worker:<id>`` with a TTL on a fixed period until cancelled."""
+    """Refresh ``<queue>:worker:<id>`` with a TTL on a fixed period until ``done``.
+
+    Started once the first beat is written. On the way out the key is deleted, so that other
+    workers take over anything this one leaves in flight at once.
+    """
+
+    async def once() -> None:
+        await queue.heartbeat(config.worker_id, token, config.heartbeat_ttl_s)
+        metrics.queue_depth.set(await queue.depth())
+
     period = period_s(config.heartbeat_ttl_s)
-    deadline = trio.current_time()
-    task_status.started()
-    while True:
-        try:
-            await queue.heartbeat(config.worker_id, token, config.heartbeat_ttl_s)
-            metrics.queue_depth.set(await queue.depth())
-            status.redis_ok = True
-        except RedisUnavailable as exc:
-            if status.redis_ok:
-                log.warning("heartbeat failed", extra={"error": str(exc)})
-            status.redis_ok = False
-            metrics.redis_errors.inc()
-        metrics.ready.set(1 if status.ready else 0)
-        # sleep_until a deadline, so the period doesn't drift with the time each beat takes.
-        deadline = max(deadline + period, trio.current_time())
-        await trio.sleep_until(deadline)
+    try:
+        await retry(status.redis, once)
+        task_status.started()
+        deadline = trio.current_time()
+        while not done.is_set():
+            metrics.ready.set(1 if status.ready else 0)
+            # sleep_until a deadline, so the period doesn't drift with the time each beat takes.
+            deadline = max(deadline + period, trio.current_time())
+            with trio.move_on_at(deadline):
+                await done.wait()
+                break
+            try:
+                await once()
+            except RedisUnavailable as exc:
+                status.redis.failed(exc)
+            else:
+                status.redis.succeeded()
+    finally:
+        metrics.ready.set(0)
+        shielded = trio.CancelScope(shield=True)
+        with shielded, trio.move_on_after(CLEANUP_S), contextlib.suppress(RedisUnavailable):
+            await queue.drop_heartbeat(config.worker_id)

@@ -13,12 +13,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from quart import Response
 from quart_trio import QuartTrio
 
-from trio_worker.bridge import StoreUnavailable
 from trio_worker.config import Config
+from trio_worker.errors import StoreUnavailable
 from trio_worker.metrics import Metrics
+from trio_worker.mysql.connection import Connection
 from trio_worker.queue import RedisQueue
 from trio_worker.status import Status
-from trio_worker.store import MySQLStore
 
 log = logging.getLogger("trio_worker.http")
 
@@ -29,9 +29,9 @@ PROBE_TIMEOUT_S = 2.0
 class Probes:
     """Live checks of both stores for /health, on their own connections."""
 
-    def __init__(self, queue: RedisQueue, store: MySQLStore) -> None:
+    def __init__(self, queue: RedisQueue, conn: Connection) -> None:
         self.queue = queue
-        self.store = store
+        self.conn = conn
         self._mysql_lock = trio.Lock()
 
     async def redis(self) -> bool:
@@ -48,15 +48,16 @@ class Probes:
         async with self._mysql_lock:
             with trio.move_on_after(PROBE_TIMEOUT_S):
                 try:
-                    if not self.store.connected:
+                    if not self.conn.is_open or self.conn.idle_too_long():
                         # The server answering is health; the database may not exist yet.
-                        await self.store.connect(use_database=False)
-                    await self.store.ping()
+                        await self.conn.open(database=False)
+                    await self.conn.execute("SELECT 1")
+                    await self.conn.commit()
                     return True
                 except StoreUnavailable:
-                    self.store.close()
+                    self.conn.close()
                     return False
-            self.store.close()
+            self.conn.close()
             return False
 
 
@@ -89,8 +90,8 @@ def create_app(status: Status, metrics: Metrics, probes: Probes) -> QuartTrio:
         body: dict[str, object] = {
             "ready": status.ready,
             "phase": status.phase,
-            "redis": status.redis_ok,
-            "database": status.mysql_ok,
+            "redis": bool(status.redis.ok),
+            "database": bool(status.mysql.ok),
         }
         return body, 200 if status.ready else 503
 

@@ -5,18 +5,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from trio_worker.errors import MySQLUnavailable, RedisUnavailable
+from trio_worker.metrics import Metrics
+from trio_worker.retry import StoreHealth
+
 Phase = Literal["starting", "running", "draining", "stopped"]
 
 
-@dataclass
+@dataclass(eq=False)
 class Status:
     """Written by the pipeline tasks, read by the HTTP handlers. One Trio thread: no locks."""
 
+    redis: StoreHealth
+    mysql: StoreHealth
     phase: Phase = "starting"
-    redis_ok: bool = False
-    mysql_ok: bool = False
+
+    @classmethod
+    def for_metrics(cls, metrics: Metrics) -> Status:
+        return cls(
+            StoreHealth("redis", RedisUnavailable, metrics.redis_errors),
+            StoreHealth("mysql", MySQLUnavailable, metrics.database_errors),
+        )
 
     @property
     def ready(self) -> bool:
         """Taking work: started, not draining, and neither store cut off."""
-        return self.phase == "running" and self.redis_ok and self.mysql_ok
+        return self.phase == "running" and bool(self.redis.ok) and bool(self.mysql.ok)

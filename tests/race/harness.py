@@ -9,7 +9,6 @@ interleaving of events.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import random
@@ -29,14 +28,14 @@ import trio
 from tests.conftest import env_of
 from tests.faults import FaultProxy
 from tests.race.stores import OwnStores
-from trio_worker import queue as worker_queue
 from trio_worker import service
 from trio_worker.config import Config, from_env
+from trio_worker.queue import scripts
 
 # The worker's scripts, by the SHA1 that EVALSHA sends: patterns for the proxies' cuts.
-TAKE_SHA = hashlib.sha1(worker_queue._TAKE.encode()).hexdigest().encode()
-FINISH_SHA = hashlib.sha1(worker_queue._FINISH.encode()).hexdigest().encode()
-CLAIM_SHA = hashlib.sha1(worker_queue._CLAIM.encode()).hexdigest().encode()
+TAKE_SHA = scripts.TAKE.sha.encode()
+FINISH_SHA = scripts.FINISH.sha.encode()
+CLAIM_SHA = scripts.CLAIM.sha.encode()
 REDIS_PATTERNS = [TAKE_SHA, FINISH_SHA, CLAIM_SHA, b"BLMOVE", b"SADD"]
 MYSQL_PATTERNS = [b"COMMIT", b"INSERT INTO votes", b"INSERT INTO vote_batches"]
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from trio_worker.messages import Row, envelope, format_utc, parse
+from trio_worker.pipeline.permits import Permit
 
 
 class BatchIds:
@@ -50,6 +51,8 @@ class Batch:
     dead: list[bytes]
     dead_reasons: Counter[str]
     taken_at: float = field(default_factory=time.perf_counter)
+    # The flusher permit it was filled under; released once it is committed.
+    permit: Permit | None = None
 
     def vote_counts(self) -> dict[str, int]:
         return dict(Counter(vote for _, vote, _ in self.rows))

@@ -1,0 +1,44 @@
+"""Opening the stores for a one-shot operator command."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+import trio_asyncio
+
+from trio_worker.config import Config
+from trio_worker.mysql.connection import Connection
+from trio_worker.queue import Boundary, QueueAdmin, connect
+
+
+@asynccontextmanager
+async def open_queue(config: Config) -> AsyncIterator[QueueAdmin]:
+    """The asyncio loop both drivers need, and a Redis client on it (closed on the way out).
+
+    MySQL connections (``open_mysql``) must be opened inside this block: they share the loop.
+    """
+    async with trio_asyncio.open_loop():
+        boundary = Boundary(connect(config, block_s=0), config.redis_address)
+        try:
+            yield QueueAdmin(boundary, config)
+        finally:
+            with trio.CancelScope(shield=True):
+                await boundary.aclose()
+
+
+@asynccontextmanager
+async def open_mysql(config: Config) -> AsyncIterator[Connection]:
+    """A connection to the MySQL server with no database selected (it may not exist yet)."""
+    conn = Connection(config)
+    try:
+        await conn.open(database=False)
+        yield conn
+    finally:
+        conn.close()
+
+
+def producer_push(config: Config) -> str:
+    """The command a producer uses: the opposite end of the one the worker takes from."""
+    return "RPUSH" if config.consume_from == "left" else "LPUSH"

@@ -1,0 +1,122 @@
+"""The consumer: fills batches from the queue and hands them, parsed, to the flushers.
+
+It starts filling only when a flusher is free (``permits``): while batches N and N+1 commit,
+batch N+2 is being taken, and memory stays bounded however long the queue is. Shutdown is a
+trigger: once ``stop`` is set it takes nothing more and closes its end of the channel.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+import trio
+
+from trio_worker.errors import RedisUnavailable
+from trio_worker.pipeline.batch import Batch, BatchIds, prepare
+from trio_worker.pipeline.permits import Permits
+from trio_worker.pipeline.shared import Shared, Task
+from trio_worker.queue import Keys, LostOwnership
+from trio_worker.retry import retry
+
+log = logging.getLogger("trio_worker.consumer")
+
+# How long one blocking wait on an idle queue lasts; also the longest a SIGTERM waits for the
+# consumer to notice. Redis' socket timeout is kept above it (redis-py #2807).
+BLOCK_S = 0.5
+
+
+class Source(Protocol):
+    """What the consumer needs of the queue (``queue.RedisQueue``; tests use fakes)."""
+
+    keys: Keys
+
+    async def ping(self) -> None: ...
+
+    async def take(
+        self, key: str, count: int, *, append: bool, drop: Sequence[str] = ...
+    ) -> tuple[list[bytes], int]: ...
+
+    async def wait_one(self, key: str, timeout_s: float) -> bytes | None: ...
+
+    async def read(self, key: str) -> list[bytes]: ...
+
+
+class Consumer(Task):
+    def __init__(self, shared: Shared, queue: Source, permits: Permits) -> None:
+        super().__init__(shared)
+        self.queue = queue
+        self.permits = permits
+
+    async def run(
+        self,
+        send: trio.MemorySendChannel[Batch],
+        stop: trio.Event,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Take batches off the queue until ``stop``; then close the channel."""
+        async with send:
+            await retry(self.status.redis, self.queue.ping)  # its connection is open
+            task_status.started()
+            ids = BatchIds()
+            while not stop.is_set():
+                permit = await self.permits.acquire()
+                if stop.is_set():
+                    permit.release()
+                    break
+                try:
+                    batch = await self.fill(ids.next())
+                except BaseException:
+                    permit.release()
+                    raise
+                if batch is None:
+                    permit.release()
+                    continue
+                batch.permit = permit
+                self.metrics.inflight.inc(batch.size)
+                await send.send(batch)
+
+    async def fill(self, batch_id: str) -> Batch | None:
+        """One batch: whatever is queued, up to ``BATCH_SIZE``; blocks briefly on an idle queue.
+
+        If Redis fails mid-fill, the in-flight list (not our memory) is the truth: once Redis
+        answers again the batch is re-read from it, so a vote whose move succeeded but whose reply
+        was lost is neither dropped nor left behind.
+        """
+        c = self.config
+        key = self.queue.keys.inflight(c.worker_id, batch_id)
+        self.holdings.hold(key)
+        try:
+            items = await self._take_all(key)
+        except LostOwnership:
+            # Another worker took this batch over while we were paused; it is theirs now.
+            log.warning("batch taken over while filling", extra={"batch_id": batch_id})
+            items = []
+        except RedisUnavailable as exc:
+            self.status.redis.failed(exc)
+            items = await retry(self.status.redis, lambda: self.queue.read(key))
+        if not items:
+            self.holdings.release(key)
+            return None
+        return prepare(batch_id, key, items, datetime.now(UTC), c.vote_choices, c.worker_id)
+
+    async def _take_all(self, key: str) -> list[bytes]:
+        c, holdings = self.config, self.holdings
+        queue = self.queue
+        items = await holdings.take(queue, key, c.batch_size, append=False)
+        remaining = holdings.queued
+        if not items:
+            first = await queue.wait_one(key, BLOCK_S)
+            if first is None:
+                return []
+            items, remaining = [first], 1
+        deadline = trio.current_time() + c.flush_interval_s
+        # An idle queue (nothing remaining) flushes at once; a busy one fills the batch.
+        while len(items) < c.batch_size and remaining > 0 and trio.current_time() < deadline:
+            more = await holdings.take(queue, key, c.batch_size - len(items), append=True)
+            items.extend(more)
+            remaining = holdings.queued
+        return items

@@ -1,0 +1,89 @@
+"""Recovery: finishing in-flight lists that no running batch stands for.
+
+Every ``HEARTBEAT_TTL_S / 3`` it looks at the registry of in-flight lists and sends a batch to
+the flushers for each list that is
+
+- a stopped worker's (its heartbeat expired): claimed first, by an atomic rename to our name
+  that keeps the batch id, so the ledger still recognises the batch;
+- our own but not held by any batch of this process: left by a past process with our id, or a
+  claim whose reply was lost.
+
+Committing a recovered batch that was committed before is a no-op (the ledger), so recovery
+never needs to know how far the stopped worker got.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from trio_worker.pipeline.batch import Batch, prepare, started_at
+from trio_worker.pipeline.permits import Permits
+from trio_worker.pipeline.shared import Shared, Task
+from trio_worker.queue import RedisQueue
+from trio_worker.retry import retry
+
+log = logging.getLogger("trio_worker.recovery")
+
+
+class Recovery(Task):
+    def __init__(self, shared: Shared, queue: RedisQueue, permits: Permits) -> None:
+        super().__init__(shared)
+        self.queue = queue
+        self.permits = permits
+
+    async def run(
+        self,
+        send: trio.MemorySendChannel[Batch],
+        stop: trio.Event,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """A recovery pass now and every TTL/3 until ``stop``; then close the channel."""
+        period = max(self.config.heartbeat_ttl_s / 3, 0.2)
+        async with send:
+            task_status.started()
+            deadline = trio.current_time()
+            while not stop.is_set():
+                await retry(self.status.redis, lambda: self.recover(send))
+                deadline = max(deadline + period, trio.current_time())
+                with trio.move_on_at(deadline):
+                    await stop.wait()
+
+    async def recover(self, send: trio.MemorySendChannel[Batch]) -> None:
+        """One pass: send a batch for each list that needs finishing."""
+        me = self.config.worker_id
+        queue, keys = self.queue, self.queue.keys
+        found = [(k, parts) for k in await queue.registered() if (parts := keys.split_inflight(k))]
+        owners = sorted({owner for _, (owner, _) in found if owner != me})
+        alive = await queue.alive(owners)
+        for key, (owner, batch_id) in found:
+            if owner == me:
+                if self.holdings.holds(key):
+                    continue
+                new_key = key
+            else:
+                if alive.get(owner, True):
+                    continue
+                new_key = keys.inflight(me, batch_id)
+                if not await queue.claim(key, new_key, owner):
+                    continue
+            # Once claimed, the key is ours: if Redis fails from here on, the next pass finds it
+            # under our name, not held, and picks it up again.
+            raws = await queue.read(new_key)
+            if not raws:
+                await queue.unregister(new_key)
+                continue
+            self.holdings.hold(new_key)
+            log.info(
+                "recovering batch", extra={"batch_id": batch_id, "from": owner, "votes": len(raws)}
+            )
+            self.metrics.batches_recovered.inc()
+            self.metrics.inflight.inc(len(raws))
+            c = self.config
+            batch = prepare(
+                batch_id, new_key, raws, started_at(batch_id), c.vote_choices, c.worker_id
+            )
+            batch.permit = await self.permits.acquire()
+            await send.send(batch)
