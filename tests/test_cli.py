@@ -17,9 +17,9 @@ import trio
 
 from tests.conftest import env_of, wait_until
 from tests.helpers import push_raw, push_votes, row_count, sql
-from trio_worker import ops
 from trio_worker.config import Config
 from trio_worker.messages import envelope, parse
+from trio_worker.queue import scripts
 
 CLI = [sys.executable, "-m", "trio_worker"]
 CLI_TIMEOUT_S = 60
@@ -262,7 +262,7 @@ def test_requeue_script_moves_nothing_when_the_head_changed(
     dead_letters(rds, config, vote("h1"), vote("h2"))
     seen = rds.lrange(config.dead_letter_queue, 0, 0)
     rds.lpop(config.dead_letter_queue)  # another operator got there first
-    script = rds.register_script(ops._REQUEUE)
+    script = rds.register_script(scripts.REQUEUE.source)
     result = script(
         keys=[config.dead_letter_queue, config.vote_queue], args=["LPUSH", 1, *seen, vote("h1")]
     )
@@ -350,6 +350,34 @@ async def test_check_names_the_store_that_is_down(
     result = await cli(config, "check", env={variable: "3399"})
     assert result.returncode == 1
     assert f"error: {store} at 127.0.0.1:3399: connection refused" in err(result)
+
+
+@pytest.mark.parametrize(
+    ("args", "variable", "store"),
+    [
+        (["check"], "REDIS_PORT", "Redis"),
+        (["check"], "MYSQL_PORT", "MySQL"),
+        (["stats"], "REDIS_PORT", "Redis"),
+        (["stats"], "MYSQL_PORT", "MySQL"),
+        (["stats", "--json"], "MYSQL_PORT", "MySQL"),
+        (["produce", "--count", "5"], "REDIS_PORT", "Redis"),
+        (["dlq", "list"], "REDIS_PORT", "Redis"),
+        (["dlq", "requeue", "--all"], "REDIS_PORT", "Redis"),
+        (["dlq", "requeue", "--limit", "2"], "REDIS_PORT", "Redis"),
+        (["dlq", "purge", "--yes"], "REDIS_PORT", "Redis"),
+        (["dlq", "purge"], "REDIS_PORT", "Redis"),
+    ],
+)
+async def test_every_command_with_a_store_down_exits_1_naming_it_in_one_line(
+    config: Config, args: list[str], variable: str, store: str
+) -> None:
+    result = await cli(config, *args, env={variable: "1"})
+    assert result.returncode == 1, err(result)
+    lines = [line for line in err(result).splitlines() if line.strip()]
+    assert lines == [
+        f"{'error:' if args == ['check'] else 'trio-worker:'} {store} at 127.0.0.1:1:"
+        " connection refused"
+    ], err(result)
 
 
 @pytest.mark.parametrize(
