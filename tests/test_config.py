@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from trio_worker.config import ConfigError, from_env
+from trio_worker.config import ConfigError, from_env, variables
+from trio_worker.config.env import read
+from trio_worker.config.reader import Env
 
 
 def test_defaults_match_the_contract() -> None:
@@ -125,3 +127,155 @@ def test_bad_configuration_exits_2_before_connecting(command: str) -> None:
     assert done.returncode == 2
     assert "BATCH_SIZE: expected a whole number from 1 to 100000, got '-1'" in done.stderr
     assert "hunter2" not in done.stderr + done.stdout
+
+
+def test_every_variable_read_is_documented_and_every_documented_one_is_read() -> None:
+    env = Env({})
+    read(env)
+    assert env.read == variables.NAMES
+
+
+def test_help_lists_every_variable() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "trio_worker", "run", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    missing = [name for name in variables.NAMES if name not in done.stdout]
+    assert not missing
+
+
+def test_long_tail_settings() -> None:
+    c = from_env({})
+    assert (c.max_message_bytes, c.ledger_retention_s, c.mysql_read_timeout_s) == (
+        65536,
+        7 * 24 * 3600,
+        30.0,
+    )
+    c = from_env(
+        {"MAX_MESSAGE_BYTES": "1024", "LEDGER_RETENTION_S": "30", "MYSQL_READ_TIMEOUT_S": "2.5"}
+    )
+    assert (c.max_message_bytes, c.ledger_retention_s, c.mysql_read_timeout_s) == (1024, 30, 2.5)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MAX_MESSAGE_BYTES", "0"),
+        ("MAX_MESSAGE_BYTES", "big"),
+        ("MAX_MESSAGE_BYTES", str(1 << 30)),
+        ("LEDGER_RETENTION_S", "29"),
+        ("LEDGER_RETENTION_S", "a week"),
+        ("MYSQL_READ_TIMEOUT_S", "0"),
+        ("MYSQL_READ_TIMEOUT_S", "-1"),
+        ("REDIS_TLS", "maybe"),
+        ("REDIS_TLS_VERIFY", "none"),
+        ("REDIS_CLUSTER", "sometimes"),
+        ("REDIS_WAIT_REPLICAS", "-1"),
+        ("REDIS_SENTINELS", "host-without-port"),
+        ("REDIS_SENTINELS", "a:1,b:notaport"),
+        ("MYSQL_SSL_MODE", "ALWAYS"),
+        ("REDIS_URL", "http://example.com"),
+        ("REDIS_URL", "redis://host:99999"),
+        ("REDIS_URL", "redis://host/notadb"),
+        ("REDIS_TLS_CA_FILE", "/nonexistent/ca.pem"),
+    ],
+)
+def test_a_bad_connection_value_names_the_variable(variable: str, value: str) -> None:
+    extra = {"REDIS_TLS": "true"} if variable.startswith("REDIS_TLS_") else {}
+    with pytest.raises(ConfigError, match=f"^{variable}: expected") as info:
+        from_env({variable: value, **extra})
+    assert info.value.variable == variable
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://cache:6380/2", ("cache", 6380, 2, None, None, False, None)),
+        ("redis://app:p%40ss@cache", ("cache", 6379, 0, "app", "p@ss", False, None)),
+        (
+            "rediss://:secret@cache.example.com:6390",
+            ("cache.example.com", 6390, 0, None, "secret", True, None),
+        ),
+        (
+            "unix:///run/redis.sock?db=3",
+            ("localhost", 6379, 3, None, None, False, "/run/redis.sock"),
+        ),
+    ],
+)
+def test_redis_url(url: str, expected: tuple[object, ...]) -> None:
+    c = from_env({"REDIS_URL": url})
+    got = (
+        c.redis_host,
+        c.redis_port,
+        c.redis_db,
+        c.redis_username,
+        c.redis_password,
+        c.redis_tls,
+        c.redis_unix_socket,
+    )
+    assert got == expected
+    assert "secret" not in repr(c)
+
+
+@pytest.mark.parametrize(
+    "other", ["REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_PASSWORD", "REDIS_USERNAME"]
+)
+def test_redis_url_and_a_variable_it_replaces_exit_2_naming_both(other: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{other}: expected to be unset when REDIS_URL is set"):
+        from_env({"REDIS_URL": "redis://cache", other: "1"})
+
+
+def test_tls_files_with_tls_off_are_refused_never_ignored(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    with pytest.raises(ConfigError, match=r"^REDIS_TLS_CA_FILE: expected REDIS_TLS=true"):
+        from_env({"REDIS_TLS_CA_FILE": str(ca)})
+    with pytest.raises(ConfigError, match=r"^REDIS_TLS: expected true as REDIS_URL's scheme says"):
+        from_env({"REDIS_URL": "rediss://cache", "REDIS_TLS": "false"})
+    c = from_env({"REDIS_URL": "rediss://cache", "REDIS_TLS_CA_FILE": str(ca)})
+    assert (c.redis_tls, c.redis_tls_ca_file, c.redis_tls_verify) == (True, str(ca), "full")
+
+
+def test_redis_password_file(tmp_path: Path) -> None:
+    secret = tmp_path / "redis-password"
+    secret.write_text("swordfish\n")
+    c = from_env({"REDIS_PASSWORD_FILE": str(secret), "REDIS_USERNAME": "app"})
+    assert (c.redis_username, c.redis_password) == ("app", "swordfish")
+    with pytest.raises(ConfigError, match=r"^REDIS_PASSWORD_FILE: expected to be unset"):
+        from_env({"REDIS_URL": "redis://:pw@cache", "REDIS_PASSWORD_FILE": str(secret)})
+
+
+def test_sentinel_and_cluster_settings() -> None:
+    c = from_env({"REDIS_SENTINELS": "s1:26379, [::1]:26380", "REDIS_SENTINEL_MASTER": "votes"})
+    assert c.redis_sentinels == (("s1", 26379), ("::1", 26380))
+    assert c.redis_address == "votes via Sentinel s1:26379,::1:26380"
+    c = from_env({"REDIS_CLUSTER": "true", "VOTE_QUEUE": "{votes}"})
+    assert (c.redis_cluster, c.dead_letter_queue) == (True, "{votes}:dead")
+    with pytest.raises(ConfigError, match=r"^VOTE_QUEUE: expected a hash tag"):
+        from_env({"REDIS_CLUSTER": "true"})
+    with pytest.raises(ConfigError, match=r"^DEAD_LETTER_QUEUE: expected the queue's hash tag"):
+        from_env({"REDIS_CLUSTER": "true", "VOTE_QUEUE": "{votes}", "DEAD_LETTER_QUEUE": "dead"})
+    with pytest.raises(ConfigError, match=r"^REDIS_SENTINELS: expected to be unset"):
+        from_env({"REDIS_CLUSTER": "true", "VOTE_QUEUE": "{v}", "REDIS_SENTINELS": "s:1"})
+
+
+def test_mysql_tls_modes_and_socket(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert from_env({}).mysql_ssl_mode == "PREFERRED"
+    assert from_env({"MYSQL_SSL_CA": str(ca)}).mysql_ssl_mode == "VERIFY_CA"
+    c = from_env({"MYSQL_SSL_CA": str(ca), "MYSQL_SSL_MODE": "verify_identity"})
+    assert c.mysql_ssl_mode == "VERIFY_IDENTITY"
+    with pytest.raises(
+        ConfigError, match=r"^MYSQL_SSL_MODE: expected VERIFY_CA or VERIFY_IDENTITY"
+    ):
+        from_env({"MYSQL_SSL_CA": str(ca), "MYSQL_SSL_MODE": "REQUIRED"})
+    c = from_env({"MYSQL_UNIX_SOCKET": "/cloudsql/p:r:i/.s.PGSQL"})
+    assert c.mysql_address == "unix:/cloudsql/p:r:i/.s.PGSQL"
+    with pytest.raises(
+        ConfigError, match=r"^MYSQL_HOST: expected to be unset when MYSQL_UNIX_SOCKET"
+    ):
+        from_env({"MYSQL_UNIX_SOCKET": "/s", "MYSQL_HOST": "db"})

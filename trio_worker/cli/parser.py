@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-EPILOG = """\
-configuration comes from environment variables (REDIS_HOST, MYSQL_HOST, VOTE_QUEUE, ...);
-see docs/operations.md for the full list.
+from trio_worker.config.variables import help_text
 
+EXIT_STATUSES = """\
 exit status:
   0  success
   1  a store failed (Redis or MySQL unreachable), the drain deadline passed, or a
      confirmation was declined
   2  bad configuration (the message names the variable) or bad arguments
 """
+EPILOG = (
+    "configuration comes from environment variables; `trio-worker run --help` lists them all.\n\n"
+    + EXIT_STATUSES
+)
+RUN_EPILOG = f"environment variables:\n{help_text()}\n\n{EXIT_STATUSES}"
 
 
 def _positive_int(text: str) -> int:
@@ -58,10 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=help, description=description, epilog=EPILOG, formatter_class=fmt
         )
 
-    command(
+    sub.add_parser(
         "run",
-        "run the worker service (HTTP /health /ready /metrics)",
-        "Run the worker until SIGTERM/SIGINT, then drain within SHUTDOWN_TIMEOUT_S.",
+        help="run the worker service (HTTP /health /ready /live /metrics)",
+        description="Run the worker until SIGTERM/SIGINT, then drain within SHUTDOWN_TIMEOUT_S.",
+        epilog=RUN_EPILOG,
+        formatter_class=fmt,
     )
     command(
         "check",

@@ -52,6 +52,7 @@ class Connection:
                 asyncmy.connect,
                 host=c.mysql_host,
                 port=c.mysql_port,
+                unix_socket=c.mysql_unix_socket,
                 user=c.mysql_user,
                 password=c.mysql_password,
                 db=c.mysql_database if database else None,

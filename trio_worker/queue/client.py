@@ -15,10 +15,15 @@ def connect(config: Config, *, block_s: float) -> aredis.Redis:
     redis-py's own retries are off: a script whose reply was lost must not run twice behind our
     back. Our loops retry, knowing what each command did (the in-flight list is the truth).
     """
+    where: dict[str, object] = (
+        {"unix_socket_path": config.redis_unix_socket}
+        if config.redis_unix_socket
+        else {"host": config.redis_host, "port": config.redis_port}
+    )
     return aredis.Redis(
-        host=config.redis_host,
-        port=config.redis_port,
+        **where,  # type: ignore[arg-type]
         db=config.redis_db,
+        username=config.redis_username,
         password=config.redis_password,
         socket_timeout=block_s + 5.0,
         socket_connect_timeout=5.0,

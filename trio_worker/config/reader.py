@@ -1,0 +1,115 @@
+"""Reading typed values from the environment, each failure naming its variable."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from trio_worker.config.model import ConfigError
+
+
+class Env:
+    """Typed access to an environment mapping; remembers which variables were read."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self.read: set[str] = set()
+
+    def raw(self, name: str) -> str | None:
+        """The value as given (a password keeps its spaces), or None if unset or blank."""
+        self.read.add(name)
+        value = self._env.get(name)
+        return None if value is None or value.strip() == "" else value
+
+    def is_set(self, name: str) -> bool:
+        return self.raw(name) is not None
+
+    def text(self, name: str, default: str) -> str:
+        value = self.raw(name)
+        return default if value is None else value.strip()
+
+    def optional(self, name: str) -> str | None:
+        value = self.raw(name)
+        return None if value is None else value.strip()
+
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        expected = f"a whole number from {low} to {high}"
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ConfigError(name, expected, raw) from None
+        if not low <= value <= high:
+            raise ConfigError(name, expected, raw)
+        return value
+
+    def seconds(
+        self,
+        name: str,
+        default: float,
+        *,
+        scale: float = 1.0,
+        zero: bool = False,
+        at_least: float | None = None,
+    ) -> float:
+        """A positive number (or zero, where allowed) in the variable's unit, in seconds."""
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        if at_least is not None:
+            expected = f"a number of at least {at_least:g}"
+        else:
+            expected = "a non-negative number" if zero else "a positive number"
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ConfigError(name, expected, raw) from None
+        ok = (value > 0 or (zero and value == 0)) and value < 1e9
+        if not ok or (at_least is not None and value < at_least):
+            raise ConfigError(name, expected, raw)
+        return value * scale
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        value = raw.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(name, "true or false", raw)
+
+    def choice(
+        self, name: str, default: str, options: tuple[str, ...], *, upper: bool = False
+    ) -> str:
+        value = self.text(name, default)
+        value = value.upper() if upper else value.lower()
+        if value not in options:
+            raise ConfigError(name, " or ".join(options), value)
+        return value
+
+    def readable_file(self, name: str) -> str | None:
+        """A path that must name a readable file (a certificate, a key), or None if unset."""
+        path = self.optional(name)
+        if path is not None:
+            _read(name, path)
+        return path
+
+    def secret(self, name: str, file_name: str) -> str | None:
+        """A secret given directly (``name``) or in a file (``file_name``, which wins)."""
+        path = self.optional(file_name)
+        if path is not None:
+            # A trailing newline is an artefact of how secret files are written, not a character.
+            return _read(file_name, path).rstrip("\r\n")
+        return self.raw(name)
+
+
+def _read(name: str, path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(name, f"a readable UTF-8 file ({reason})") from None
