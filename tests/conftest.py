@@ -175,14 +175,24 @@ def env_of(config: Config) -> dict[str, str]:
             "HEARTBEAT_TTL_S": str(config.heartbeat_ttl_s),
             "SHUTDOWN_TIMEOUT_S": str(config.shutdown_timeout_s),
             "QUEUE_CONSUME_FROM": config.consume_from,
+            "FLUSH_INTERVAL_MS": str(config.flush_interval_s * 1000),
+            "MAX_MESSAGE_BYTES": str(config.max_message_bytes),
+            "LEDGER_RETENTION_S": str(config.ledger_retention_s),
+            "MYSQL_READ_TIMEOUT_S": str(config.mysql_read_timeout_s),
             "LOG_FORMAT": "text",
             "PYTHONUNBUFFERED": "1",
         }
     )
+    # The worker processes can be another build (e.g. the last release, to show that a
+    # regression test fails there): TRIO_WORKER_UNDER_TEST=<a directory holding trio_worker/>.
+    under_test = os.environ.get("TRIO_WORKER_UNDER_TEST")
+    if under_test:
+        env["PYTHONPATH"] = under_test
     return env
 
 
-WORKER_CMD = [sys.executable, "-m", "trio_worker", "run"]
+# -P: the package comes from the environment (or TRIO_WORKER_UNDER_TEST), not the current folder.
+WORKER_CMD = [sys.executable, "-P", "-m", "trio_worker", "run"]
 
 
 @dataclass

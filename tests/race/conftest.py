@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.race.harness import FAULT_KINDS, REPORTS
-from tests.race.stores import MariaDBServer, OwnStores, RedisServer
+from tests.servers import MariaDBServer, OwnStores, RedisServer
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -27,7 +27,7 @@ import trio
 
 from tests.conftest import env_of
 from tests.faults import FaultProxy
-from tests.race.stores import OwnStores
+from tests.servers import OwnStores
 from trio_worker import service
 from trio_worker.config import Config, from_env
 from trio_worker.queue import scripts

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from tests.race.harness import REPORTS, Run, base_config
-from tests.race.stores import OwnStores
+from tests.servers import OwnStores
 
 pytestmark = [pytest.mark.race, pytest.mark.timeout(0)]
 

@@ -1,4 +1,4 @@
-"""Redis and MariaDB server instances of the race suite's own, so that it may restart them.
+"""Redis and MariaDB servers of the tests' own, on free loopback ports, that they may restart.
 
 The machine's shared Redis and MariaDB are never restarted: the suite starts a ``redis-server``
 (append-only file, fsync on every write, so a restart keeps every acknowledged write) and a
@@ -13,6 +13,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +39,7 @@ class Server:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
+    extra: list[str] = field(default_factory=list)  # more command-line options
 
     def command(self) -> list[str]:
         raise NotImplementedError
@@ -106,6 +109,7 @@ class RedisServer(Server):
             "always",
             "--daemonize",
             "no",
+            *self.extra,
         ]
 
     def answers(self) -> bool:
@@ -154,6 +158,7 @@ class MariaDBServer(Server):
             "--max-connections=300",
             # Durable commits: an acknowledged COMMIT survives the restart.
             "--innodb-flush-log-at-trx-commit=1",
+            *self.extra,
         ]
 
     def answers(self) -> bool:
@@ -164,6 +169,18 @@ class MariaDBServer(Server):
         except pymysql.err.MySQLError:
             return False
         return True
+
+
+@contextmanager
+def own_mariadb(directory: Path, *options: str) -> Iterator[MariaDBServer]:
+    """A private mariadbd with these options, for as long as the block runs."""
+    server = MariaDBServer("mariadb", directory, extra=list(options))
+    server.install()
+    try:
+        server.start_blocking()
+        yield server
+    finally:
+        server.stop()
 
 
 @dataclass
