@@ -33,6 +33,7 @@ import trio_asyncio
 from trio_worker.config import Config
 from trio_worker.heartbeat import CLEANUP_S, beat
 from trio_worker.http import Probes, create_app, serve_http
+from trio_worker.liveness import SLACK_S, Liveness
 from trio_worker.metrics import Metrics
 from trio_worker.mysql.connection import Connection
 from trio_worker.pipeline import BLOCK_S, FLUSHERS, Consumer, Flushers, Holdings, Permits, Recovery
@@ -44,24 +45,35 @@ from trio_worker.status import Status
 log = logging.getLogger("trio_worker.service")
 
 
+# A repeat of the signal within this long is the same request: a supervisor and the process
+# group (systemd's KillMode=control-group, `kill -TERM -<pgid>`) often both deliver it.
+REPEAT_S = 1.0
+
+
 async def watch_signals(
     stop: trio.Event,
     give_up: trio.CancelScope,
     *,
     task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """First SIGTERM/SIGINT: drain. Second: give up on draining (nothing is lost either way)."""
+    """First SIGTERM/SIGINT: drain. One more within a second: the same request. A later one:
+    give up on draining (nothing is lost either way: what is in flight stays in Redis)."""
+    first_at: float | None = None
     with (
         trio.CancelScope() as scope,
         trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals,
     ):
         task_status.started(scope)
         async for signum in signals:
-            if not stop.is_set():
-                log.info("draining", extra={"signal": signal.Signals(signum).name})
+            name = signal.Signals(signum).name
+            if first_at is None:
+                first_at = trio.current_time()
+                log.info("draining", extra={"signal": name})
                 stop.set()
+            elif trio.current_time() - first_at < REPEAT_S:
+                log.info("repeated signal: the same stop request", extra={"signal": name})
             else:
-                log.warning("second signal: stopping without draining")
+                log.warning("second signal: stopping without draining", extra={"signal": name})
                 give_up.cancel()
 
 
@@ -91,9 +103,10 @@ async def run(
         boundary = Boundary(connect(config, block_s=BLOCK_S), config.redis_address)
         queue = RedisQueue(boundary, config)
         probe = Connection(config)
-        shared = Shared(config, status, metrics, Holdings())
+        live = Liveness(config.mysql_read_timeout_s + SLACK_S)
+        shared = Shared(config, status, metrics, Holdings(), live)
         permits = Permits(FLUSHERS)
-        app = create_app(status, metrics, Probes(queue, probe))
+        app = create_app(status, metrics, Probes(queue, probe), live)
         try:
             async with trio.open_nursery() as root:
                 signals = await root.start(watch_signals, stop, root.cancel_scope)
@@ -105,7 +118,7 @@ async def run(
                 async with send, trio.open_nursery() as starting:
                     starting.start_soon(_cancel_when, stop, starting.cancel_scope)
                     await root.start(
-                        beat, queue, config, secrets.token_hex(8), status, metrics, finished
+                        beat, queue, config, secrets.token_hex(8), status, metrics, live, finished
                     )
                     await root.start(Flushers(shared, queue).run, receive, drained)
                     flushing = True
