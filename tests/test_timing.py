@@ -11,6 +11,7 @@ import trio
 
 from trio_worker.config import from_env
 from trio_worker.heartbeat import period_s
+from trio_worker.liveness import Liveness
 from trio_worker.metrics import Metrics
 from trio_worker.pipeline import BLOCK_S, Consumer, Holdings, Permits
 from trio_worker.pipeline.shared import Shared
@@ -66,7 +67,8 @@ class TrickleQueue:
 def pipeline_over(queue: TrickleQueue, **changes: object) -> Consumer:
     config = replace(from_env({"WORKER_ID": "t"}), **changes)  # type: ignore[arg-type]
     metrics = Metrics()
-    shared = Shared(config, Status.for_metrics(metrics), metrics, Holdings())
+    live = Liveness(60)
+    shared = Shared(config, Status.for_metrics(metrics), metrics, Holdings(), live)
     return Consumer(shared, queue, Permits(1))
 
 

@@ -9,6 +9,7 @@ import trio
 
 from trio_worker.config import Config
 from trio_worker.errors import RedisUnavailable
+from trio_worker.liveness import Liveness
 from trio_worker.metrics import Metrics
 from trio_worker.queue import RedisQueue
 from trio_worker.retry import retry
@@ -31,6 +32,7 @@ async def beat(
     token: str,
     status: Status,
     metrics: Metrics,
+    live: Liveness,
     done: trio.Event,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -51,6 +53,7 @@ async def beat(
         task_status.started()
         deadline = trio.current_time()
         while not done.is_set():
+            live.busy("heartbeat")
             metrics.ready.set(1 if status.ready else 0)
             # sleep_until a deadline, so the period doesn't drift with the time each beat takes.
             deadline = max(deadline + period, trio.current_time())
@@ -64,6 +67,7 @@ async def beat(
             else:
                 status.redis.succeeded()
     finally:
+        live.forget("heartbeat")
         metrics.ready.set(0)
         shielded = trio.CancelScope(shield=True)
         with shielded, trio.move_on_after(CLEANUP_S), contextlib.suppress(RedisUnavailable):

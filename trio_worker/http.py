@@ -15,6 +15,7 @@ from quart_trio import QuartTrio
 
 from trio_worker.config import Config
 from trio_worker.errors import StoreUnavailable
+from trio_worker.liveness import Liveness
 from trio_worker.metrics import Metrics
 from trio_worker.mysql.connection import Connection
 from trio_worker.queue import RedisQueue
@@ -61,8 +62,14 @@ class Probes:
             return False
 
 
-def create_app(status: Status, metrics: Metrics, probes: Probes) -> QuartTrio:
+def create_app(status: Status, metrics: Metrics, probes: Probes, live: Liveness) -> QuartTrio:
     app = QuartTrio("trio_worker")
+
+    @app.get("/live")
+    async def liveness() -> tuple[dict[str, object], int]:
+        # Answering at all proves the event loop runs; no store is asked.
+        hung = live.hung()
+        return {"live": not hung, "hung": hung}, 503 if hung else 200
 
     @app.get("/health")
     async def health() -> tuple[dict[str, str], int]:

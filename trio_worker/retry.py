@@ -78,11 +78,17 @@ class StoreHealth:
 
 
 async def retry(
-    health: StoreHealth, operation: Callable[[], Awaitable[T]], backoff: Backoff | None = None
+    health: StoreHealth,
+    operation: Callable[[], Awaitable[T]],
+    *,
+    step: Callable[[], object] | None = None,
 ) -> T:
-    """Run ``operation`` until it succeeds, through any number of ``health.errors``."""
-    backoff = Backoff() if backoff is None else backoff
+    """Run ``operation`` until it succeeds, through any number of ``health.errors``;
+    ``step()`` before each attempt (a task proving it still makes progress)."""
+    backoff = Backoff()
     while True:
+        if step is not None:
+            step()
         try:
             result = await operation()
         except health.errors as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Protocol
 
 import trio
@@ -63,7 +64,9 @@ class Consumer(Task):
             task_status.started()
             ids = BatchIds()
             while not stop.is_set():
+                self.live.idle("consumer")  # waiting for a free flusher is not hanging
                 permit = await self.permits.acquire()
+                self.live.busy("consumer")
                 if stop.is_set():
                     permit.release()
                     break
@@ -77,7 +80,9 @@ class Consumer(Task):
                     continue
                 batch.permit = permit
                 self.metrics.inflight.inc(batch.size)
+                self.live.idle("consumer")
                 await send.send(batch)
+            self.live.forget("consumer")
 
     async def fill(self, batch_id: str) -> Batch | None:
         """One batch: whatever is queued, up to ``BATCH_SIZE``; blocks briefly on an idle queue.
@@ -97,7 +102,8 @@ class Consumer(Task):
             items = []
         except RedisUnavailable as exc:
             self.status.redis.failed(exc)
-            items = await retry(self.status.redis, lambda: self.queue.read(key))
+            step = partial(self.live.busy, "consumer")
+            items = await retry(self.status.redis, lambda: self.queue.read(key), step=step)
         if not items:
             self.holdings.release(key)
             return None

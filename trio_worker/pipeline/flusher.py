@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 
@@ -78,29 +79,36 @@ class Flushers(Task):
                     await retry(self.status.mysql, partial(open_with_schema, conn))
                 task_status.started()
                 async with trio.open_nursery() as nursery:
-                    for conn in conns:
-                        nursery.start_soon(self._flush, conn, receive.clone())
+                    for n, conn in enumerate(conns, 1):
+                        nursery.start_soon(self._flush, f"flusher-{n}", conn, receive.clone())
             await self.holdings.drop_rest(self.queue, self.status.redis)
             drained.set()
         finally:
             for conn in conns:
                 conn.close()
 
-    async def _flush(self, conn: Connection, receive: trio.MemoryReceiveChannel[Batch]) -> None:
+    async def _flush(
+        self, name: str, conn: Connection, receive: trio.MemoryReceiveChannel[Batch]
+    ) -> None:
         next_prune = trio.current_time()
+        step = partial(self.live.busy, name)
+        self.live.idle(name)
         async with receive:
             async for batch in receive:
+                step()
                 if trio.current_time() >= next_prune:
                     next_prune = trio.current_time() + PRUNE_EVERY_S
                     await self._prune(conn)
-                await retry(self.status.mysql, partial(self._commit, conn, batch))
+                await retry(self.status.mysql, partial(self._commit, conn, batch), step=step)
                 self.metrics.inflight.dec(batch.size)
                 self.metrics.batch_size.observe(batch.size)
                 self.metrics.vote_process_duration.observe(time.perf_counter() - batch.taken_at)
                 if batch.permit is not None:
                     batch.permit.release()  # this connection is free: the next batch fills
                 if self.holdings.settle(batch):
-                    await self._finish(batch)
+                    await self._finish(batch, step)
+                self.live.idle(name)
+        self.live.forget(name)
 
     async def _commit(self, conn: Connection, batch: Batch) -> None:
         """One attempt at committing the batch's rows (``retry`` makes it exactly once)."""
@@ -132,9 +140,10 @@ class Flushers(Task):
         refused_set = set(refused)
         batch.rows = [r for i, r in enumerate(batch.rows) if i not in refused_set]
 
-    async def _finish(self, batch: Batch) -> None:
+    async def _finish(self, batch: Batch, step: Callable[[], None]) -> None:
         """Dead-letter the invalid messages and drop the in-flight list, in one atomic step."""
-        done = await retry(self.status.redis, lambda: self.queue.finish(batch.key, batch.dead))
+        finish = partial(self.queue.finish, batch.key, batch.dead)
+        done = await retry(self.status.redis, finish, step=step)
         self.holdings.release(batch.key)
         if done:
             for reason, n in batch.dead_reasons.items():

@@ -15,6 +15,7 @@ never needs to know how far the stopped worker got.
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import trio
 
@@ -45,11 +46,14 @@ class Recovery(Task):
         async with send:
             task_status.started()
             deadline = trio.current_time()
+            step = partial(self.live.busy, "recovery")
             while not stop.is_set():
-                await retry(self.status.redis, lambda: self.recover(send))
+                await retry(self.status.redis, lambda: self.recover(send), step=step)
+                self.live.idle("recovery")
                 deadline = max(deadline + period, trio.current_time())
                 with trio.move_on_at(deadline):
                     await stop.wait()
+            self.live.forget("recovery")
 
     async def recover(self, send: trio.MemorySendChannel[Batch]) -> None:
         """One pass: send a batch for each list that needs finishing."""
@@ -85,5 +89,7 @@ class Recovery(Task):
             batch = prepare(
                 batch_id, new_key, raws, started_at(batch_id), c.vote_choices, c.worker_id
             )
+            self.live.idle("recovery")  # waiting for a free flusher is not hanging
             batch.permit = await self.permits.acquire()
             await send.send(batch)
+            self.live.busy("recovery")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trio_worker.config import Config
+from trio_worker.liveness import Liveness
 from trio_worker.metrics import Metrics
 from trio_worker.pipeline.holdings import Holdings
 from trio_worker.status import Status
@@ -16,6 +17,7 @@ class Shared:
     status: Status
     metrics: Metrics
     holdings: Holdings
+    live: Liveness
 
 
 class Task:
@@ -26,3 +28,4 @@ class Task:
         self.status = shared.status
         self.metrics = shared.metrics
         self.holdings = shared.holdings
+        self.live = shared.live
