@@ -61,6 +61,11 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("worker_ready", "1 while the worker is taking work", registry=r)
+        self.worker_id_conflict = Gauge(
+            "worker_id_conflict",
+            "1 while another live process holds this process's WORKER_ID (it takes no votes)",
+            registry=r,
+        )
         for reason in REASONS:
             self.dead_letters.labels(reason)
         self._choices = choices

@@ -31,7 +31,7 @@ import trio
 import trio_asyncio
 
 from trio_worker.config import Config
-from trio_worker.heartbeat import CLEANUP_S, beat
+from trio_worker.heartbeat import CLEANUP_S, Heartbeat, Lease
 from trio_worker.http import Probes, create_app, serve_http
 from trio_worker.liveness import SLACK_S, Liveness
 from trio_worker.metrics import Metrics
@@ -101,7 +101,8 @@ async def run(
     finished = trio.Event()
     async with trio_asyncio.open_loop():
         boundary = Boundary(connect(config, block_s=BLOCK_S), config.redis_address)
-        queue = RedisQueue(boundary, config)
+        queue = RedisQueue(boundary, config, token=secrets.token_hex(8))
+        lease = Lease()
         probe = Connection(config)
         live = Liveness(config.mysql_read_timeout_s + SLACK_S)
         shared = Shared(config, status, metrics, Holdings(), live)
@@ -117,14 +118,13 @@ async def run(
                 # Started in dependency order; a stop before the end abandons the start.
                 async with send, trio.open_nursery() as starting:
                     starting.start_soon(_cancel_when, stop, starting.cancel_scope)
-                    await root.start(
-                        beat, queue, config, secrets.token_hex(8), status, metrics, live, finished
-                    )
+                    heartbeat = Heartbeat(queue, config, status, metrics, live, lease)
+                    await root.start(heartbeat.run, finished)
                     await root.start(Flushers(shared, queue).run, receive, drained)
                     flushing = True
                     for task in (
-                        Recovery(shared, queue, permits),
-                        Consumer(shared, queue, permits),
+                        Recovery(shared, queue, permits, lease),
+                        Consumer(shared, queue, permits, lease),
                     ):
                         await root.start(task.run, send.clone(), stop)
                     status.phase = "running"

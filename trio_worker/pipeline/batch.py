@@ -5,12 +5,13 @@ from __future__ import annotations
 import secrets
 import time
 from collections import Counter
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from trio_worker.messages import Row, envelope, format_utc, parse
+from trio_worker.config import Config
+from trio_worker.messages import TOO_LARGE, Row, envelope, format_utc, parse, too_large_envelope
 from trio_worker.pipeline.permits import Permit
+from trio_worker.queue import Item, Keys, TooLarge
 
 
 class BatchIds:
@@ -50,6 +51,8 @@ class Batch:
     sources: list[bytes]  # the message each row came from, for the rare row MySQL refuses
     dead: list[bytes]
     dead_reasons: Counter[str]
+    # Oversized messages: their position in the in-flight list, and the list that keeps them.
+    originals: list[tuple[int, str]] = field(default_factory=list)
     taken_at: float = field(default_factory=time.perf_counter)
     # The flusher permit it was filled under; released once it is committed.
     permit: Permit | None = None
@@ -61,18 +64,27 @@ class Batch:
 def prepare(
     batch_id: str,
     key: str,
-    raws: list[bytes],
+    items: list[Item],
     taken: datetime,
-    choices: Collection[str] | None,
-    worker_id: str,
+    config: Config,
+    keys: Keys,
 ) -> Batch:
     """Parse every message of a batch; invalid ones become dead-letter envelopes."""
     default_ts = format_utc(taken.astimezone(UTC))
+    choices, worker_id = config.vote_choices, config.worker_id
     rows: list[Row] = []
     sources: list[bytes] = []
     dead: list[bytes] = []
     reasons: Counter[str] = Counter()
-    for raw in raws:
+    originals: list[tuple[int, str]] = []
+    for position, raw in enumerate(items):
+        if type(raw) is not bytes:
+            assert isinstance(raw, TooLarge)
+            original_key = keys.large(batch_id, position)
+            originals.append((position, original_key))
+            reasons[TOO_LARGE] += 1
+            dead.append(too_large_envelope(raw.preview, raw.size, original_key, worker_id, taken))
+            continue
         result = parse(raw, default_ts, choices)
         if type(result) is tuple:
             rows.append(result)
@@ -81,4 +93,4 @@ def prepare(
             reason = str(result)
             reasons[reason] += 1
             dead.append(envelope(raw, reason, worker_id, taken))
-    return Batch(batch_id, key, len(raws), rows, sources, dead, reasons)
+    return Batch(batch_id, key, len(items), rows, sources, dead, reasons, originals)

@@ -142,7 +142,7 @@ class Flushers(Task):
 
     async def _finish(self, batch: Batch, step: Callable[[], None]) -> None:
         """Dead-letter the invalid messages and drop the in-flight list, in one atomic step."""
-        finish = partial(self.queue.finish, batch.key, batch.dead)
+        finish = partial(self.queue.finish, batch.key, batch.dead, batch.originals)
         done = await retry(self.status.redis, finish, step=step)
         self.holdings.release(batch.key)
         if done:
