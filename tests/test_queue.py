@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import datetime
 
 import pytest
 import redis
@@ -183,3 +184,28 @@ async def test_a_twin_with_our_worker_id_moves_nothing(config: Config, rds: redi
         assert await twin.beat(30) == 0
         assert (await twin.take(key, 10, append=True)).items == [b"v2"]
         await twin.boundary.aclose()
+
+
+@pytest.mark.parametrize(
+    ("oldest", "cast_at"),
+    [
+        (
+            b'{"voter_id": "v", "vote": "a", "timestamp": "2026-11-29T10:00:00+01:00"}',
+            datetime(2026, 11, 29, 9),
+        ),
+        (
+            b'{"voter_id": "v", "vote": "a", "timestamp": 1795860000.5}',
+            datetime(2026, 11, 28, 10, 0, 0, 500000),
+        ),
+        (b'{"voter_id": "v", "vote": "a"}', None),
+        (b"not json", None),
+        (b'{"timestamp": "2026-11-29T09:00:00", "pad": "' + b"x" * 2000 + b'"}', None),
+    ],
+)
+async def test_sample_reads_the_oldest_votes_timestamp_inside_redis(
+    config: Config, rds: redis.Redis, oldest: bytes, cast_at: datetime | None
+) -> None:
+    async with open_queue(replace(config, max_message_bytes=1024)) as queue:
+        rds.lpush(config.vote_queue, oldest, b'{"voter_id": "newer", "vote": "b", "timestamp": 1}')
+        depth, found = await queue.sample()
+    assert (depth, found) == (2, cast_at)

@@ -115,7 +115,9 @@ class Heartbeat:
             self.status.conflict = False
             self.metrics.worker_id_conflict.set(0)
             self.lease.hold()
-        self.metrics.queue_depth.set(await self.queue.depth())
+        depth, oldest = await self.queue.sample()
+        self.metrics.queue_depth.set(depth)
+        self.metrics.oldest_vote.cast_at = oldest
 
     def _conflict(self, left_ms: int) -> None:
         if not self.status.conflict:

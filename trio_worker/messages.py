@@ -51,24 +51,28 @@ def format_utc(moment: datetime) -> str:
     return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")
 
 
-def _timestamp(value: object) -> str | None:
-    """The stored form of a message's timestamp, or None if it can't be read."""
+def moment(value: object) -> datetime | None:
+    """A message's ``timestamp`` as a naive UTC datetime, or None if it can't be read."""
     try:
         if isinstance(value, str):
-            moment = datetime.fromisoformat(value)
-            if moment.tzinfo is not None:
-                moment = moment.astimezone(UTC)
+            found = datetime.fromisoformat(value)
+            if found.tzinfo is not None:
+                found = found.astimezone(UTC).replace(tzinfo=None)
         elif isinstance(value, int | float) and not isinstance(value, bool):
             if not math.isfinite(value):
                 return None
-            moment = datetime.fromtimestamp(value, tz=UTC)
+            found = datetime.fromtimestamp(value, tz=UTC).replace(tzinfo=None)
         else:
             return None
     except (ValueError, OverflowError, OSError):
         return None
-    if moment.year < _MIN_YEAR:
-        return None
-    return format_utc(moment)
+    return None if found.year < _MIN_YEAR else found
+
+
+def _timestamp(value: object) -> str | None:
+    """The stored form of a message's timestamp, or None if it can't be read."""
+    found = moment(value)
+    return None if found is None else format_utc(found)
 
 
 def parse(raw: bytes, default_timestamp: str, choices: Collection[str] | None) -> Row | str:

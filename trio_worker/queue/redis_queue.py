@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from trio_worker.config import Config
+from trio_worker.messages import moment
 from trio_worker.queue import scripts
 from trio_worker.queue.boundary import Boundary
 from trio_worker.queue.keys import Keys
@@ -201,3 +203,18 @@ class RedisQueue:
 
     async def depth(self) -> int:
         return int(await self.boundary.call(self._client.llen, self.keys.queue))
+
+    async def sample(self) -> tuple[int, datetime | None]:
+        """The queue's depth, and when its oldest waiting vote was cast (if it says)."""
+        end = 0 if self._pop == "LPOP" else -1
+        depth, stamp = await self.boundary.run(
+            scripts.SAMPLE, [self.keys.queue], [end, self.max_bytes]
+        )
+        if stamp is None:
+            return int(depth), None
+        text = stamp.decode("utf-8", "replace")
+        try:
+            value: object = float(text)
+        except ValueError:
+            value = text
+        return int(depth), moment(value)

@@ -264,4 +264,24 @@ return n
 """,
 )
 
-ALL = (TAKE, READ, DROP, FINISH, CLAIM, BEAT, UNBEAT, SETTLE_DEAD)
+SAMPLE = Script(
+    "sample",
+    # KEYS: 1 the queue   ARGV: 1 the oldest vote's index (-1: right end, 0: left), 2 the most
+    # bytes of it to decode (MAX_MESSAGE_BYTES)
+    # The queue's depth and the oldest waiting vote's ``timestamp`` (as text), if it has one:
+    # read inside Redis, so an oversized vote is never sent. Returns {depth, timestamp or nil}.
+    """
+local depth = redis.call('LLEN', KEYS[1])
+if depth == 0 then return {0, false} end
+local oldest = redis.call('LINDEX', KEYS[1], tonumber(ARGV[1]))
+if not oldest or #oldest > tonumber(ARGV[2]) then return {depth, false} end
+local ok, doc = pcall(cjson.decode, oldest)
+if not ok or type(doc) ~= 'table' then return {depth, false} end
+local stamp = doc['timestamp']
+if type(stamp) == 'number' then return {depth, string.format('%.17g', stamp)} end
+if type(stamp) == 'string' then return {depth, stamp} end
+return {depth, false}
+""",
+)
+
+ALL = (TAKE, READ, DROP, FINISH, CLAIM, BEAT, UNBEAT, SETTLE_DEAD, SAMPLE)
