@@ -31,6 +31,9 @@ from trio_worker.config import Config, from_env
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
+EXAMPLES = K8S / "examples"
+# Placeholder values that must never reach a cluster through `kubectl apply -k`.
+PLACEHOLDERS = ("REPLACE-ME", "change-me", "local-dev-only")
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboard.json"
 KUBERNETES_VERSION = "1.30.0"
@@ -97,11 +100,82 @@ def config_from(variables: dict[str, Any], tmp_path: Path) -> Config:
 # --- Kubernetes --------------------------------------------------------------------------------
 
 
+def example_secrets() -> dict[str, dict[str, Any]]:
+    """deploy/k8s/examples/secrets.yaml by name: the key names the manifests must read."""
+    docs = yaml.safe_load_all((EXAMPLES / "secrets.yaml").read_text(encoding="utf-8"))
+    return {doc["metadata"]["name"]: doc for doc in docs}
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize directory`: the objects `kubectl apply -k` would send."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip(
+            "kubectl not installed (its `kubectl kustomize` builds deploy/k8s); the"
+            " kustomization files are still walked by test_no_kustomization_can_reach_a_secret"
+        )
+    result = subprocess.run(
+        [kubectl, "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def kustomization_sources(directory: Path) -> list[Path]:
+    """Every file a kustomization (or component) pulls in, following directories recursively.
+
+    The few kustomize features deploy/k8s uses (resources, components, patches), read in Python,
+    so that what can reach `kubectl apply -k` is checked even where kubectl is missing.
+    """
+    kustomization = load_yaml(directory / "kustomization.yaml")
+    files = [directory / "kustomization.yaml"]
+    for entry in [*kustomization.get("resources", []), *kustomization.get("components", [])]:
+        target = (directory / entry).resolve()
+        files += kustomization_sources(target) if target.is_dir() else [target]
+    for patch in kustomization.get("patches", []):
+        if "path" in patch:
+            files.append((directory / patch["path"]).resolve())
+    return files
+
+
+def all_kustomizations() -> list[Path]:
+    return sorted(p.parent for p in K8S.rglob("kustomization.yaml"))
+
+
+def test_no_kustomization_can_reach_a_secret() -> None:
+    """A Secret under `kubectl apply -k` would overwrite the user's real password on each apply."""
+    assert K8S in all_kustomizations()
+    for directory in all_kustomizations():
+        kustomization = load_yaml(directory / "kustomization.yaml")
+        assert "secretGenerator" not in kustomization, directory
+        for source in kustomization_sources(directory):
+            assert EXAMPLES not in source.parents, f"{directory} pulls in {source}"
+            text = source.read_text(encoding="utf-8")
+            for doc in yaml.safe_load_all(text):
+                assert not (doc and doc.get("kind") == "Secret"), f"{source} holds a Secret"
+            for placeholder in PLACEHOLDERS:
+                assert placeholder not in text, f"{source} holds {placeholder!r}"
+
+
+def test_kustomize_build_holds_no_placeholder_secret() -> None:
+    built = kustomize(K8S)
+    assert {doc["kind"] for doc in built} >= {"Deployment", "ScaledObject"}
+    assert [doc["metadata"]["name"] for doc in built if doc["kind"] == "Secret"] == []
+    text = yaml.safe_dump_all(built)
+    for placeholder in PLACEHOLDERS:
+        assert placeholder not in text
+
+
 def test_kubernetes_manifests_match_the_kubernetes_schemas() -> None:
     objects = manifests()
+    for doc in example_secrets().values():
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
     assert set(objects) == {
         "ConfigMap",
-        "Secret",
         "Deployment",
         "Service",
         "PodDisruptionBudget",
@@ -146,7 +220,7 @@ def test_deployment_runs_safely_and_drains_before_it_is_killed(tmp_path: Path) -
 
 def test_the_secret_is_mounted_where_mysql_password_file_points() -> None:
     objects = manifests()
-    secret, deployment = objects["Secret"], objects["Deployment"]
+    secret, deployment = example_secrets()["trio-worker-mysql"], objects["Deployment"]
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     password_file = objects["ConfigMap"]["data"]["MYSQL_PASSWORD_FILE"]
