@@ -249,6 +249,26 @@ def test_service_and_disruption_budget_select_the_worker_pods() -> None:
     assert pdb["selector"]["matchLabels"].items() <= pod_labels.items()
 
 
+def scaled_deployments(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Deployments among objects that a ScaledObject among them targets."""
+    targets = {
+        doc["spec"]["scaleTargetRef"]["name"]
+        for doc in objects
+        if doc["kind"] == "ScaledObject"
+        and doc["spec"]["scaleTargetRef"].get("kind", "Deployment") == "Deployment"
+    }
+    return [d for d in objects if d["kind"] == "Deployment" and d["metadata"]["name"] in targets]
+
+
+def test_no_replica_count_where_keda_owns_it() -> None:
+    """`replicas` beside a ScaledObject is re-applied by every apply and fights the autoscaler."""
+    objects = list(manifests().values())
+    (deployment,) = scaled_deployments(objects)
+    assert "replicas" not in deployment["spec"]
+    (built,) = scaled_deployments(kustomize(K8S))
+    assert "replicas" not in built["spec"]
+
+
 # What KEDA (v2) reads from a ScaledObject with its redis list scaler; unknown keys are typos.
 SCALED_OBJECT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -335,6 +355,9 @@ def test_keda_scales_on_the_vote_queue_length(tmp_path: Path) -> None:
     assert spec["maxReplicaCount"] > spec["minReplicaCount"]
     (trigger,) = spec["triggers"]
     meta = trigger["metadata"]
+    # Both act only between 0 and 1 replicas: set beside a minimum of 1 they only mislead.
+    assert "cooldownPeriod" not in spec
+    assert "activationListLength" not in meta
     assert meta["listName"] == config.vote_queue
     assert meta["address"] == config.redis_address
     assert int(meta.get("databaseIndex", "0")) == config.redis_db
