@@ -29,9 +29,11 @@ RUN groupadd --system --gid 10001 worker \
 COPY --from=build /opt/venv /opt/venv
 USER 10001:10001
 EXPOSE 8080
-# The image has no curl: the probe is a few lines of the Python that is there anyway.
+# The image has no curl: the probe is a few lines of the Python that is there anyway. /live, not
+# /health: "unhealthy" makes some supervisors restart the container, and a store outage is
+# not cured by restarting workers.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import os, sys, urllib.request as u; u.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '8080'), timeout=4); sys.exit(0)"]
+    CMD ["python", "-c", "import os, sys, urllib.request as u; u.urlopen('http://127.0.0.1:%s/live' % os.environ.get('PORT', '8080'), timeout=4); sys.exit(0)"]
 # Exec form: the worker is PID 1 and gets SIGTERM itself, so `docker stop` drains it. Its
 # default 10 s grace is below SHUTDOWN_TIMEOUT_S (25): use `docker stop -t 30` (compose sets
 # stop_grace_period).

@@ -203,7 +203,12 @@ def test_deployment_runs_safely_and_drains_before_it_is_killed(tmp_path: Path) -
     grace = pod["terminationGracePeriodSeconds"]
     assert grace > config.shutdown_timeout_s
     assert grace > DEFAULT_SHUTDOWN_TIMEOUT_S
-    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    # Liveness (and the startup probe that holds it off) must not depend on the stores: a MySQL
+    # outage would otherwise restart every worker. Readiness is where the stores count.
+    assert container["livenessProbe"]["httpGet"]["path"] == "/live"
+    assert container.get("startupProbe", {"httpGet": {"path": "/live"}})["httpGet"]["path"] == (
+        "/live"
+    )
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports[container["livenessProbe"]["httpGet"]["port"]] == config.http_port
@@ -393,7 +398,10 @@ def test_dockerfile_is_multi_stage_non_root_and_execs_the_worker() -> None:
     # Exec form (a JSON list): the worker is PID 1 and receives SIGTERM itself.
     assert json.loads(final["ENTRYPOINT"]) == ["trio-worker"]
     assert json.loads(final["CMD"]) == ["run"]
-    assert "/health" in final["HEALTHCHECK"]
+    # /live: a container health check must not fail (and get the container restarted) because a
+    # store is down.
+    assert "/live'" in final["HEALTHCHECK"]
+    assert "/health" not in final["HEALTHCHECK"]
     assert final.get("STOPSIGNAL", "SIGTERM") == "SIGTERM"
     copied = [args for instruction, args in stages[-1] if instruction == "COPY"]
     assert copied
