@@ -252,6 +252,8 @@ def test_service_and_disruption_budget_select_the_worker_pods() -> None:
     assert {p["targetPort"] for p in service["ports"]} <= {p["name"] for p in container["ports"]}
     pdb = objects["PodDisruptionBudget"]["spec"]
     assert pdb["selector"]["matchLabels"].items() <= pod_labels.items()
+    # A store outage makes every worker unready; node drains must still be able to evict them.
+    assert pdb["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
 
 
 def scaled_deployments(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
