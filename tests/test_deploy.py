@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 EXAMPLES = K8S / "examples"
+COMPONENTS = K8S / "components"
 # Placeholder values that must never reach a cluster through `kubectl apply -k`.
 PLACEHOLDERS = ("REPLACE-ME", "change-me", "local-dev-only")
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
@@ -129,23 +130,42 @@ def example_secrets() -> dict[str, dict[str, Any]]:
     return {doc["metadata"]["name"]: doc for doc in docs}
 
 
-def kustomize(directory: Path) -> list[dict[str, Any]]:
-    """`kubectl kustomize directory`: the objects `kubectl apply -k` would send."""
+def run_kustomize(directory: Path) -> subprocess.CompletedProcess[str]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip(
             "kubectl not installed (its `kubectl kustomize` builds deploy/k8s); the"
             " kustomization files are still walked by test_no_kustomization_can_reach_a_secret"
         )
-    result = subprocess.run(
+    return subprocess.run(
         [kubectl, "kustomize", str(directory)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize directory`: the objects `kubectl apply -k` would send."""
+    result = run_kustomize(directory)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def overlay(tmp_path: Path, components: list[str]) -> Path:
+    """A user's overlay: deploy/k8s plus the named components of deploy/k8s/components, in order."""
+    directory = tmp_path / "overlay"
+    directory.mkdir()
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        # kustomize takes only relative paths.
+        "resources": [os.path.relpath(K8S, directory)],
+        "components": [os.path.relpath(COMPONENTS / name, directory) for name in components],
+    }
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization), encoding="utf-8")
+    return directory
 
 
 def kustomization_sources(directory: Path) -> list[Path]:
@@ -339,6 +359,11 @@ SCALED_OBJECT_SCHEMA: dict[str, Any] = {
                             "authenticationRef": {
                                 "type": "object",
                                 "required": ["name"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "kind": {"enum": ["TriggerAuthentication"]},
+                                },
                             },
                             "metadata": {
                                 "type": "object",
@@ -370,6 +395,107 @@ SCALED_OBJECT_SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+
+# A KEDA TriggerAuthentication as the redis scaler reads it: Secret keys for its parameters.
+TRIGGER_AUTHENTICATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "keda.sh/v1alpha1"},
+        "kind": {"const": "TriggerAuthentication"},
+        "spec": {
+            "type": "object",
+            "required": ["secretTargetRef"],
+            "additionalProperties": False,
+            "properties": {
+                "secretTargetRef": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["parameter", "name", "key"],
+                        "additionalProperties": False,
+                        "properties": {
+                            # The redis scaler's authentication parameters.
+                            "parameter": {
+                                "enum": ["username", "password", "tls", "ca", "cert", "key"]
+                            },
+                            "name": {"type": "string", "minLength": 1},
+                            "key": {"type": "string", "minLength": 1},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+CUSTOM_RESOURCE_SCHEMAS = {
+    "ScaledObject": SCALED_OBJECT_SCHEMA,
+    "TriggerAuthentication": TRIGGER_AUTHENTICATION_SCHEMA,
+}
+
+
+def validate(objects: list[dict[str, Any]]) -> None:
+    """Built-in kinds against the Kubernetes schemas, custom resources against ours."""
+    for doc in objects:
+        if doc["kind"] in CUSTOM_RESOURCE_SCHEMAS:
+            jsonschema.validate(doc, CUSTOM_RESOURCE_SCHEMAS[doc["kind"]])
+        else:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def secret_file(deployment: dict[str, Any], secret: str, key: str) -> str | None:
+    """Where the worker container reads ``key`` of the Secret ``secret``, if it is mounted."""
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    for volume in pod["volumes"]:
+        source = volume.get("secret")
+        if source is None or source["secretName"] != secret or volume["name"] not in mounts:
+            continue
+        # Without `items` every key is a file of its own name; with them, only those listed.
+        paths = {item["key"]: item["path"] for item in source.get("items", [])} or {key: key}
+        if key in paths:
+            return f"{mounts[volume['name']]}/{paths[key]}"
+    return None
+
+
+@pytest.mark.parametrize("components", [["redis-auth"], ["redis-auth", "redis-tls"]])
+def test_redis_components_give_keda_and_the_worker_the_same_secret(
+    tmp_path: Path, components: list[str]
+) -> None:
+    built = kustomize(overlay(tmp_path, components))
+    validate(built)
+    objects = {doc["kind"]: doc for doc in built}
+    assert "Secret" not in objects
+    settings = objects["ConfigMap"]["data"]
+    assert set(settings) <= CONTRACT_VARIABLES, set(settings) - CONTRACT_VARIABLES
+    auth = objects["TriggerAuthentication"]
+    (trigger,) = objects["ScaledObject"]["spec"]["triggers"]
+    assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+
+    examples = example_secrets()
+    worker_reads = {}
+    for ref in auth["spec"]["secretTargetRef"]:
+        # The key KEDA reads is one the documented Secret has, and the worker reads the same one.
+        assert ref["key"] in examples[ref["name"]]["stringData"], ref
+        worker_reads[ref["parameter"]] = secret_file(objects["Deployment"], ref["name"], ref["key"])
+    assert settings["REDIS_PASSWORD_FILE"] == worker_reads["password"]
+    if "redis-tls" in components:
+        assert settings["REDIS_TLS"] == "true"
+        assert settings["REDIS_TLS_CA_FILE"] == worker_reads["ca"]
+        assert examples["trio-worker-redis"]["stringData"]["tls"] == "enable"  # KEDA's word
+    else:
+        assert "tls" not in worker_reads
+        assert "REDIS_TLS" not in settings
+
+
+def test_redis_tls_without_redis_auth_fails_the_build(tmp_path: Path) -> None:
+    """TLS extends redis-auth's TriggerAuthentication; alone it must fail, not half-apply."""
+    result = run_kustomize(overlay(tmp_path, ["redis-tls"]))
+    assert result.returncode != 0
+    assert "test operation does not apply" in result.stderr
 
 
 def test_keda_scales_on_the_vote_queue_length(tmp_path: Path) -> None:
