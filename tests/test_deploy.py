@@ -623,14 +623,61 @@ def test_grafana_provisions_the_datasource_the_dashboard_uses() -> None:
     dashboard_target = mounts["./grafana/dashboard.json"]
     assert dashboard_target.startswith(provider["options"]["path"] + "/")
     assert datasource["url"] == "http://prometheus:9090"
-    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    ids = [panel["id"] for panel in dashboard["panels"]]
+    # The dashboard names no datasource uid: its `datasource` variable picks the default one.
+    assert datasource["type"] == "prometheus"
+    assert datasource["isDefault"] is True
+
+
+def dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return loaded
+
+
+def test_dashboard_queries_through_its_datasource_and_namespace_variables() -> None:
+    """Importable anywhere: no fixed datasource uid, no job name, any namespace or none."""
+    board = dashboard()
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    namespace = variables["namespace"]
+    assert namespace["includeAll"] is True
+    # "All" must also match series without a namespace label (compose has none).
+    assert re.fullmatch(namespace["allValue"], "")
+    ids = [panel["id"] for panel in board["panels"]]
     assert len(ids) == len(set(ids))
-    for panel in dashboard["panels"]:
-        assert panel["datasource"]["uid"] == datasource["uid"]
+    via_variable = {"type": "prometheus", "uid": "${datasource}"}
+    for panel in board["panels"]:
+        assert panel["datasource"] == via_variable, panel["title"]
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:
-            assert target["datasource"]["uid"] == datasource["uid"]
+            assert target["datasource"] == via_variable, panel["title"]
+            expr = target["expr"]
+            assert not _JOB_MATCHER.search(expr), expr
+            for name in metric_names(expr):
+                selector = re.compile(re.escape(name) + r'\{[^}]*namespace=~"\$namespace"')
+                assert selector.search(expr), f"{panel['title']}: {name} outside $namespace"
+            # Windows follow the scrape interval and the time range, never a fixed duration.
+            for window in re.findall(r"\[([^\]]*)\]", expr):
+                assert window in ("$__rate_interval", "$__range"), f"{panel['title']}: [{window}]"
+
+
+# Gauges every worker samples alike (one list): combined with max, never summed.
+SHARED_GAUGES = ("vote_queue_depth", "vote_queue_oldest_age_seconds")
+
+
+def test_dashboard_and_alerts_aggregate_sensibly() -> None:
+    exprs = dashboard_exprs() + [rule["expr"] for rule in alert_rules()]
+    for expr in exprs:
+        for name in metric_names(expr):
+            for match in re.finditer(rf"\b{re.escape(name)}\b", expr):
+                before = expr[: match.start()].rstrip()
+                if name.endswith("_total"):
+                    # A counter only means something as a rate or an increase.
+                    assert re.search(r"\b(rate|irate|increase)\($", before), expr
+                if name in SHARED_GAUGES:
+                    # N workers report the same queue: a sum would count it N times.
+                    assert not re.search(r"\bsum\b[^()]*\($", before), expr
+    assert any("max(vote_queue_depth" in expr for expr in dashboard_exprs())
 
 
 # --- alert rules -------------------------------------------------------------------------------
@@ -762,8 +809,7 @@ def test_metric_names_reads_promql() -> None:
 
 
 def dashboard_exprs() -> list[str]:
-    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    return [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    return [t["expr"] for panel in dashboard()["panels"] for t in panel["targets"]]
 
 
 # What these deploy files need from the worker that it gained alongside them. On a worker without
