@@ -58,6 +58,10 @@ fmt: setup
     {{bin}}/ruff format .
     {{bin}}/ruff check --fix .
 
+# regenerate deploy/k8s/monitoring/prometheusrule.yaml from deploy/prometheus/alerts.yml
+rules: setup
+    {{bin}}/python deploy/prometheus/prometheusrule.py
+
 # validate the configuration and reach Redis and MySQL (`trio-worker check`)
 check: setup
     {{bin}}/trio-worker check

@@ -37,6 +37,7 @@ DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 EXAMPLES = K8S / "examples"
 COMPONENTS = K8S / "components"
+MONITORING = K8S / "monitoring"
 # Placeholder values that must never reach a cluster through `kubectl apply -k`.
 PLACEHOLDERS = ("REPLACE-ME", "change-me", "local-dev-only")
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
@@ -435,9 +436,126 @@ TRIGGER_AUTHENTICATION_SCHEMA: dict[str, Any] = {
         },
     },
 }
+# The Prometheus Operator's CRDs (monitoring.coreos.com/v1), reduced to the fields these files can
+# use, under the CRDs' own property names. The API server prunes unknown fields silently, so a
+# misspelt one (`podMetricEndpoints`) would just scrape nothing: here it is an error.
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_DURATION = {
+    "type": "string",
+    "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?"
+    r"(([0-9]+)ms)?)$",
+}
+_OBJECT_META = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {"name": {"type": "string"}, "labels": _STRING_MAP},
+}
+POD_MONITOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PodMonitor"},
+        "metadata": _OBJECT_META,
+        "spec": {
+            "type": "object",
+            "required": ["selector", "podMetricsEndpoints"],
+            "additionalProperties": False,
+            "properties": {
+                "selector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"matchLabels": _STRING_MAP, "matchExpressions": {}},
+                },
+                "namespaceSelector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "any": {"type": "boolean"},
+                        "matchNames": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                "jobLabel": {"type": "string"},
+                "podTargetLabels": {"type": "array", "items": {"type": "string"}},
+                "sampleLimit": {"type": "integer"},
+                "targetLimit": {"type": "integer"},
+                "podMetricsEndpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string"},
+                            "portNumber": {"type": "integer"},
+                            "path": {"type": "string"},
+                            "scheme": {"enum": ["http", "https"]},
+                            "interval": _DURATION,
+                            "scrapeTimeout": _DURATION,
+                            "honorLabels": {"type": "boolean"},
+                            "honorTimestamps": {"type": "boolean"},
+                            "relabelings": {"type": "array"},
+                            "metricRelabelings": {"type": "array"},
+                            "filterRunning": {"type": "boolean"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+PROMETHEUS_RULE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PrometheusRule"},
+        "metadata": _OBJECT_META,
+        "spec": {
+            "type": "object",
+            "required": ["groups"],
+            "additionalProperties": False,
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "rules"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1},
+                            "interval": _DURATION,
+                            "limit": {"type": "integer"},
+                            "partial_response_strategy": {"type": "string"},
+                            "rules": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["expr"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "alert": {"type": "string"},
+                                        "record": {"type": "string"},
+                                        "expr": {"type": ["string", "integer"]},
+                                        "for": _DURATION,
+                                        "keep_firing_for": _DURATION,
+                                        "labels": _STRING_MAP,
+                                        "annotations": _STRING_MAP,
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
 CUSTOM_RESOURCE_SCHEMAS = {
     "ScaledObject": SCALED_OBJECT_SCHEMA,
     "TriggerAuthentication": TRIGGER_AUTHENTICATION_SCHEMA,
+    "PodMonitor": POD_MONITOR_SCHEMA,
+    "PrometheusRule": PROMETHEUS_RULE_SCHEMA,
 }
 
 
@@ -501,6 +619,59 @@ def test_redis_tls_without_redis_auth_fails_the_build(tmp_path: Path) -> None:
     result = run_kustomize(overlay(tmp_path, ["redis-tls"]))
     assert result.returncode != 0
     assert "test operation does not apply" in result.stderr
+
+
+# --- Prometheus Operator (deploy/k8s/monitoring) -----------------------------------------------
+
+
+def monitoring_objects() -> dict[str, dict[str, Any]]:
+    found = {}
+    for name in load_yaml(MONITORING / "kustomization.yaml")["resources"]:
+        doc = load_yaml(MONITORING / name)
+        found[doc["kind"]] = doc
+    return found
+
+
+def test_the_prometheus_rule_carries_exactly_the_groups_of_alerts_yml() -> None:
+    """One source of truth: alerts.yml. `just rules` regenerates the PrometheusRule from it."""
+    rule = monitoring_objects()["PrometheusRule"]
+    jsonschema.validate(rule, PROMETHEUS_RULE_SCHEMA)
+    assert rule["spec"]["groups"] == load_yaml(ALERTS)["groups"], (
+        "deploy/k8s/monitoring/prometheusrule.yaml differs from alerts.yml: run `just rules`"
+    )
+
+
+def test_the_pod_monitor_scrapes_the_worker_pods_metrics_port() -> None:
+    monitor = monitoring_objects()["PodMonitor"]
+    jsonschema.validate(monitor, POD_MONITOR_SCHEMA)
+    deployment = manifests()["Deployment"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    # No namespaceSelector: the workers' own namespace, where the monitor is applied.
+    assert "namespaceSelector" not in monitor["spec"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"] for p in container["ports"]}
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] in ports
+    assert endpoint["path"] == "/metrics"
+
+
+def test_monitoring_builds_valid_operator_objects_that_kube_prometheus_stack_selects() -> None:
+    built = kustomize(MONITORING)
+    validate(built)
+    assert sorted(doc["kind"] for doc in built) == ["PodMonitor", "PrometheusRule"]
+    for doc in built:
+        # kube-prometheus-stack's default selectors want the Helm release's name.
+        assert doc["metadata"]["labels"]["release"]
+    (rule,) = [doc for doc in built if doc["kind"] == "PrometheusRule"]
+    assert rule["spec"]["groups"] == load_yaml(ALERTS)["groups"]
+
+
+def test_deploy_k8s_applies_without_the_operator() -> None:
+    """A cluster without the monitoring.coreos.com CRDs must still take `kubectl apply -k`."""
+    assert all(MONITORING not in p.parents for p in kustomization_sources(K8S))
+    groups = {doc["apiVersion"].split("/")[0] for doc in kustomize(K8S)}
+    assert "monitoring.coreos.com" not in groups
 
 
 def test_keda_scales_on_the_vote_queue_length(tmp_path: Path) -> None:
