@@ -8,12 +8,14 @@ metric the dashboard and the alerts use against a live worker's /metrics.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
 import shutil
 import subprocess
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,8 @@ import pytest
 import redis
 import trio
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -43,6 +47,7 @@ PLACEHOLDERS = ("REPLACE-ME", "change-me", "local-dev-only")
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 ALERT_TESTS = DEPLOY / "prometheus" / "alerts.test.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboard.json"
+LOCK = ROOT / "requirements.lock"
 KUBERNETES_VERSION = "1.30.0"
 DEFAULT_SHUTDOWN_TIMEOUT_S = 25.0
 # Series Prometheus makes itself, not the worker.
@@ -733,6 +738,65 @@ def test_dockerfile_is_multi_stage_non_root_and_execs_the_worker() -> None:
     copied = [args for instruction, args in stages[-1] if instruction == "COPY"]
     assert copied
     assert all(a.startswith("--from=") for a in copied), "the runtime stage copies only builds"
+
+
+def test_the_image_installs_the_locked_dependencies_then_the_package_alone() -> None:
+    build = dockerfile_stages()[0]
+    copies = [args for instruction, args in build if instruction == "COPY"]
+    runs = [args for instruction, args in build if instruction == "RUN"]
+    assert any(args.split()[0] == "requirements.lock" for args in copies)
+    (from_lock,) = [run for run in runs if "-r requirements.lock" in run]
+    assert "--require-hashes" in from_lock.split()
+    (package,) = [run for run in runs if re.search(r"pip install [^&]* \.( |$)", run)]
+    # Nothing unpinned: no dependency resolution, no isolated build environment from the index.
+    assert {"--no-deps", "--no-build-isolation"} <= set(package.split())
+    # The lock is in the build context.
+    assert "!requirements.lock" in (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+
+
+def locked_pins() -> dict[str, tuple[str, list[str]]]:
+    """requirements.lock as {canonical name: (version, hashes)}."""
+    pins: dict[str, tuple[str, list[str]]] = {}
+    text = LOCK.read_text(encoding="utf-8").replace("\\\n", " ")
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        requirement, *options = line.split(";")[0].split()
+        name, _, version = requirement.partition("==")
+        assert version, f"not pinned: {line}"
+        hashes = [o.removeprefix("--hash=") for o in options if o.startswith("--hash=")]
+        pins[canonicalize_name(name)] = (version, hashes)
+    return pins
+
+
+def test_the_lock_pins_every_runtime_dependency_for_the_images_python() -> None:
+    """requirements.lock (`just lock`) covers pyproject.toml, with hashes, for the image."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    pins = locked_pins()
+    needed = [*pyproject["project"]["dependencies"], *pyproject["build-system"]["requires"]]
+    for entry in needed:
+        requirement = Requirement(entry)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not in requirements.lock: run `just lock`"
+        version, _ = pins[name]
+        assert requirement.specifier.contains(version, prereleases=True), (entry, version)
+        # An extra's packages (redis[hiredis] -> hiredis), from the dependency's own metadata.
+        for extra in requirement.extras:
+            for dependency in importlib.metadata.requires(requirement.name) or []:
+                brought = Requirement(dependency)
+                marker = brought.marker
+                if (
+                    marker
+                    and marker.evaluate({"extra": extra})
+                    and not marker.evaluate({"extra": ""})
+                ):
+                    assert canonicalize_name(brought.name) in pins, f"{entry}: {brought.name}"
+    assert [name for name, (_, hashes) in pins.items() if not hashes] == []
+    # Resolved for the Python the image runs, which `just lock` reads from the Dockerfile.
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    (python_version,) = re.findall(r"^ARG PYTHON_VERSION=(\S+)$", dockerfile, re.MULTILINE)
+    assert f"(Python {python_version} on Linux" in LOCK.read_text(encoding="utf-8")
 
 
 # --- docker compose ----------------------------------------------------------------------------
