@@ -323,9 +323,11 @@ def scaled_deployments(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_no_replica_count_where_keda_owns_it() -> None:
     """`replicas` beside a ScaledObject is re-applied by every apply and fights the autoscaler."""
-    objects = list(manifests().values())
-    (deployment,) = scaled_deployments(objects)
+    (deployment,) = scaled_deployments(list(manifests().values()))
     assert "replicas" not in deployment["spec"]
+
+
+def test_no_replica_count_where_keda_owns_it_as_kustomize_builds_it() -> None:
     (built,) = scaled_deployments(kustomize(K8S))
     assert "replicas" not in built["spec"]
 
@@ -674,7 +676,14 @@ def test_monitoring_builds_valid_operator_objects_that_kube_prometheus_stack_sel
 
 def test_deploy_k8s_applies_without_the_operator() -> None:
     """A cluster without the monitoring.coreos.com CRDs must still take `kubectl apply -k`."""
-    assert all(MONITORING not in p.parents for p in kustomization_sources(K8S))
+    sources = kustomization_sources(K8S)
+    assert all(MONITORING not in path.parents for path in sources)
+    for path in sources:
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            assert not str((doc or {}).get("apiVersion", "")).startswith("monitoring.coreos.com")
+
+
+def test_deploy_k8s_builds_without_operator_objects() -> None:
     groups = {doc["apiVersion"].split("/")[0] for doc in kustomize(K8S)}
     assert "monitoring.coreos.com" not in groups
 
