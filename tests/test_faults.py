@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -130,7 +131,8 @@ async def test_claim_whose_reply_is_lost_is_still_finished(
     worker = await start_worker(config, redis_host="127.0.0.1", redis_port=port)
     await until_ready(worker.url)
     await trio.sleep(0.5)  # past the first recovery pass, which looks at our own keys anyway
-    dead = f"{config.vote_queue}:inflight:ghost:1700000000000-abcdef-1"
+    # A batch started now (an older one would be stale: past what the ledger vouches for).
+    dead = f"{config.vote_queue}:inflight:ghost:{int(time.time() * 1000)}-abcdef-1"
     votes = [f'{{"voter_id": "g{i}", "vote": "a"}}'.encode() for i in range(50)]
     proxy.cut_reply_after(claim_sha)
     rds.rpush(dead, *votes)

@@ -84,7 +84,7 @@ def pipeline_over(queue: TrickleQueue, **changes: object) -> Consumer:
     shared = Shared(config, Status.for_metrics(metrics), metrics, Holdings(), live)
     lease = Lease()
     lease.hold()
-    return Consumer(shared, queue, Permits(1), lease)
+    return Consumer(shared, queue, Permits(1), lease, lambda: 1_700_000_000_000)
 
 
 async def test_an_idle_queue_flushes_at_once(autojump_clock: trio.abc.Clock) -> None:

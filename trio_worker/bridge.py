@@ -33,7 +33,10 @@ def describe(exc: BaseException) -> str:
     cause = exc.__cause__ or exc.__context__
     if cause is not None and cause is not exc and isinstance(cause, OSError):
         return describe(cause)
-    text = str(exc).strip() or type(exc).__name__
+    if len(exc.args) == 2 and isinstance(exc.args[0], int) and isinstance(exc.args[1], str):
+        text = exc.args[1].strip()  # a driver's (code, message): the code is reported apart
+    else:
+        text = str(exc).strip() or type(exc).__name__
     lowered = text.lower()
     if "refused" in lowered:
         return "connection refused"

@@ -64,8 +64,9 @@ class StoreHealth:
     last_error: str = ""
 
     def failed(self, exc: StoreUnavailable) -> None:
-        """Flag the store down and count the error; log only when it goes down."""
-        if self.ok is not False:
+        """Flag the store down and count the error; log when it goes down, and when the reason
+        changes (a dropped table, then a refused CREATE), not at every retry."""
+        if self.ok is not False or str(exc) != self.last_error:
             log.warning("%s unavailable", self.name, extra={"error": str(exc)})
         self.ok = False
         self.last_error = str(exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -19,25 +20,30 @@ class BatchIds:
 
     Uniqueness matters more than it seems: the ledger says "this batch id is committed", so a
     restarted worker that reused an id would skip its new votes as already stored.
-    The leading milliseconds tell when the batch was started (used for recovered batches).
+    The leading milliseconds tell when the batch was started, on the MySQL server's clock
+    (``clock``): the ledger judges by it whether it can still vouch for the batch.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, now_ms: Callable[[], int]) -> None:
+        self._now_ms = now_ms
         self._nonce = secrets.token_hex(6)
         self._seq = 0
 
     def next(self) -> str:
         self._seq += 1
-        return f"{int(time.time() * 1000)}-{self._nonce}-{self._seq}"
+        return f"{self._now_ms()}-{self._nonce}-{self._seq}"
+
+
+def started_ms(batch_id: str) -> int | None:
+    """When a batch was started (server clock, ms), from its id; None if the id doesn't say."""
+    head = batch_id.partition("-")[0]
+    return int(head) if head.isdigit() and len(head) < 16 else None
 
 
 def started_at(batch_id: str) -> datetime:
     """When a batch was started, from its id; now if the id doesn't say."""
-    head = batch_id.partition("-")[0]
-    try:
-        return datetime.fromtimestamp(int(head) / 1000, tz=UTC)
-    except (ValueError, OverflowError, OSError):
-        return datetime.now(UTC)
+    ms = started_ms(batch_id)
+    return datetime.now(UTC) if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 @dataclass

@@ -9,7 +9,7 @@ nothing more and closes its end of the channel.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Protocol
@@ -68,11 +68,19 @@ def _bytes(items: list[Item]) -> int:
 
 
 class Consumer(Task):
-    def __init__(self, shared: Shared, queue: Source, permits: Permits, lease: Lease) -> None:
+    def __init__(
+        self,
+        shared: Shared,
+        queue: Source,
+        permits: Permits,
+        lease: Lease,
+        now_ms: Callable[[], int],
+    ) -> None:
         super().__init__(shared)
         self.queue = queue
         self.permits = permits
         self.lease = lease
+        self.now_ms = now_ms  # the MySQL server's clock, for batch ids
 
     async def run(
         self,
@@ -85,7 +93,7 @@ class Consumer(Task):
         async with send:
             await retry(self.status.redis, self.queue.ping)  # its connection is open
             task_status.started()
-            ids = BatchIds()
+            ids = BatchIds(self.now_ms)
             while not stop.is_set():
                 # Waiting for a free flusher, or for our worker id, is not hanging.
                 self.live.idle("consumer")
