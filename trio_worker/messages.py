@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 from collections.abc import Collection
 from datetime import UTC, datetime
 
@@ -75,13 +76,47 @@ def _timestamp(value: object) -> str | None:
     return None if found is None else format_utc(found)
 
 
-def parse(raw: bytes, default_timestamp: str, choices: Collection[str] | None) -> Row | str:
+# What may follow a timestamp's whole seconds and still mean UTC: a fraction, Z, a zero offset.
+_UTC_TAIL = re.compile(r"(?:\.\d{1,6})?(?:Z|[+-]00:?00)?")
+
+
+class Stamps:
+    """Stored timestamps, remembered for one batch: the votes of a batch were mostly cast in
+    the same few seconds, and parsing a timestamp costs more than the rest of a vote."""
+
+    def __init__(self) -> None:
+        self._seen: dict[object, str] = {}
+
+    def text(self, value: object) -> str | None:
+        """``_timestamp(value)``: the same answer, found once per second of time."""
+        if type(value) is str and len(value) >= 19 and _UTC_TAIL.fullmatch(value, 19):
+            key: object = value[:19]  # the rest cannot change the stored value
+        elif type(value) is int or (type(value) is float and 0 <= value < 1e11):
+            key = int(value)  # the stored value is truncated to the second
+        else:
+            return _timestamp(value)
+        found = self._seen.get(key)
+        if found is None:
+            found = self._seen[key] = _timestamp(key) or ""
+        return found or None
+
+
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+
+
+def parse(
+    raw: bytes,
+    default_timestamp: str,
+    choices: Collection[str] | None,
+    stamps: Stamps | None = None,
+) -> Row | str:
     """Turn one queue message into a row, or into the reason it is invalid. Never raises."""
     if not raw:
         return EMPTY
     try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        doc = _loads(raw)
+    except _JSONDecodeError:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -100,7 +135,7 @@ def parse(raw: bytes, default_timestamp: str, choices: Collection[str] | None) -
     stamp = doc.get("timestamp")
     if stamp is None:
         return (voter_id, vote, default_timestamp)
-    text = _timestamp(stamp)
+    text = _timestamp(stamp) if stamps is None else stamps.text(stamp)
     if text is None:
         return BAD_TIMESTAMP
     return (voter_id, vote, text)
