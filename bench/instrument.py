@@ -1,4 +1,4 @@
-"""Run the worker with recorders attached: ``python bench/instrument.py run``.
+"""Run the worker with recorders attached: ``python -m bench.instrument run``.
 
 The same command line as ``python -m trio_worker``; the worker's code is not touched. Each
 recorder is switched on by an environment variable naming the JSON file it writes at exit:
@@ -14,7 +14,8 @@ recorder is switched on by an environment variable naming the JSON file it write
   socket send in the kernel, asyncmy's Cython) is charged to the Python frame that called it.
   Written as ``[[ns, stack_index], ...]`` plus the stacks (root first, ``func (file)``).
 
-The CPU figures of ``bench/profile.py cpu`` come from plain runs, not from this wrapper.
+The CPU figures of ``python -m bench.profile_worker cpu`` come from plain runs, not from this
+wrapper. It imports nothing from bench, so it can run from any checkout.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def _dump() -> None:
 
 if __name__ == "__main__":
     if os.environ.get("BENCH_HOPS_OUT"):
-        trio_asyncio.aio_as_trio = recording_aio_as_trio  # type: ignore[assignment]
+        trio_asyncio.aio_as_trio = recording_aio_as_trio
     if os.environ.get("BENCH_CPU_PROFILE_OUT"):
         interval = int(os.environ.get("BENCH_CPU_PROFILE_US", "1000")) / 1e6
         signal.signal(signal.SIGPROF, _on_sigprof)
