@@ -14,7 +14,8 @@ and measures from the first stored row to the last (``bench.drain``):
 - ``summary FILE...``: collapsed stacks (``spy``, ``cpuprof``) summed and summarised: by concern,
   top entries by self and by inclusive time; ``--cpu-us-per-vote`` turns shares into us/batch;
 - ``hops``: one drain under ``bench.instrument``'s hop recorder: Trio→asyncio hops per batch;
-- ``hop-cost``: the CPU of one hop in isolation, and of a redis-py PING with and without it.
+- ``hop-cost``: the CPU of one hop in isolation, and of a redis-py PING with and without it;
+- ``markdown``: the tables of everything found in ``--dir`` (``bench.profile_report``).
 
 Results: ``bench/results/profile/`` (``--dir``): ``<step>.json``, the stacks; and printed tables.
 """
@@ -34,10 +35,13 @@ from typing import Any
 
 from bench.common import RESULTS, say
 from bench.drain import drain
+from bench.profile_report import markdown
 from bench.profiling import attached, format_summary, py_spy_cmd, read_collapsed, summarise
 from bench.stores import Stores, cleanup
 
 INSTRUMENT = ["-m", "bench.instrument", "run"]
+STEPS = ["cpu", "spy", "cpuprof", "perf", "hops", "hop-cost", "summary", "markdown"]
+OFFLINE = ("summary", "markdown", "hop-cost")  # steps that drain nothing
 TRANSACTION = "MySQLStore.commit_batch.<locals>.transaction"  # one hop per batch committed
 
 
@@ -168,6 +172,9 @@ def hop_cost(stores: Stores, calls: int, repeats: int) -> dict[str, Any]:
 
 
 def step(args: argparse.Namespace, stores: Stores) -> Any:
+    if args.step == "markdown":
+        print(markdown(args.dir))
+        return None
     if args.step == "summary":
         result = summarise(read_collapsed(args.files))
         us_per_batch = args.cpu_us_per_vote * 1000 if args.cpu_us_per_vote else None
@@ -228,7 +235,7 @@ def step(args: argparse.Namespace, stores: Stores) -> Any:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.profile_worker", description=__doc__,
                                 formatter_class=argparse.RawTextHelpFormatter)  # fmt: skip
-    p.add_argument("step", choices=["cpu", "spy", "cpuprof", "perf", "summary", "hops", "hop-cost"])
+    p.add_argument("step", choices=STEPS)
     p.add_argument("files", nargs="*", type=Path, help="collapsed stacks (summary)")
     p.add_argument("--count", type=int, default=1_000_000)
     p.add_argument("--runs", type=int, default=3)
@@ -246,9 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = step(args, stores)
     finally:
-        if args.step not in ("summary", "hop-cost"):
+        if args.step not in OFFLINE:
             cleanup(stores)
-    out = args.output or args.dir / f"{args.step}.json"
+    if result is None:
+        return 0
+    name = "spy-native" if args.step == "spy" and args.native else args.step
+    out = args.output or args.dir / f"{name}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     say(f"wrote {out}")
     return 0
