@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 
 from bench.common import QUEUE, RESULTS, done_progress, machine_busy_s, progress
+from bench.reference import reference_us_per_vote
 from bench.stores import Stores, inflight_left, push_backlog, reset
 from bench.watcher import Watcher
 from bench.worker import Cpu, Worker, cpu
@@ -112,10 +113,12 @@ def drain(
     """``n`` votes pushed, then a fresh worker started to drain them; then ``after`` if given.
 
     ``during`` wraps the drain once ``/ready`` says 200 (a profiler attached to the worker).
+    The reference loop (``bench.reference``) is timed just before the worker starts.
     """
     reset(stores)
     push_backlog(stores, n, "d")
     load = os.getloadavg()[0]
+    reference = reference_us_per_vote()
     worker = Worker(stores, RESULTS / "worker.log.tmp", batch_size=batch_size, argv=argv,
                     extra_env=extra_env)  # fmt: skip
     watcher = Watcher(stores)
@@ -128,6 +131,8 @@ def drain(
             result = watch(worker, watcher, stores, n)
         result["batches"] = watcher.batches()
         result["load_avg_1m_before"] = load
+        result["reference_us_per_vote"] = reference
+        result["worker_cpu_vs_reference"] = result["worker_cpu_us_per_vote"] / reference
         if after is not None:
             result["after"] = after(worker, watcher)
     finally:

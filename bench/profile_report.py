@@ -27,8 +27,9 @@ def _stacks(directory: Path, pattern: str) -> list[Path]:
 def drains_table(runs: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| run | votes/s | worker CPU µs/vote | user | system | run-queue wait µs/vote "
-        "| cores busy: worker / MariaDB / Redis | others | load 1 min before |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| cores busy: worker / MariaDB / Redis | others | load 1 min before "
+        "| reference loop µs/vote | worker ÷ reference |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     nan = float("nan")
     for k, d in enumerate(runs, 1):
@@ -40,7 +41,9 @@ def drains_table(runs: list[dict[str, Any]]) -> list[str]:
             f"| {d['worker_user_us_per_vote']:.3f} | {d['worker_system_us_per_vote']:.3f} "
             f"| {d.get('worker_run_queue_wait_us_per_vote', nan):.3f} "
             f"| {busy.get('worker', 0):.2f} / {busy.get('mariadb', 0):.2f} / "
-            f"{busy.get('redis', 0):.2f} | {d.get('others_cores_busy', nan):.2f} | {load:.2f} |"
+            f"{busy.get('redis', 0):.2f} | {d.get('others_cores_busy', nan):.2f} | {load:.2f} "
+            f"| {d.get('reference_us_per_vote', nan):.3f} "
+            f"| {d.get('worker_cpu_vs_reference', nan):.2f} |"
         )
     return lines
 

@@ -49,7 +49,8 @@ def line(d: dict[str, Any]) -> str:
     return (
         f"  {d['votes_per_s']:>9,.0f} votes/s  worker CPU {d['worker_cpu_us_per_vote']:.3f} us/vote"
         f" (user {d['worker_user_us_per_vote']:.3f} + sys {d['worker_system_us_per_vote']:.3f};"
-        f" run-queue wait {d['worker_run_queue_wait_us_per_vote']:.3f})  cores busy "
+        f" run-queue wait {d['worker_run_queue_wait_us_per_vote']:.3f}; reference loop"
+        f" {d['reference_us_per_vote']:.3f})  cores busy "
         f"{d['cpu_cores_busy']}  load {d['load_avg_1m_before']:.2f}  exit {d['worker_exit_status']}"
     )
 

@@ -47,6 +47,7 @@ def summarise_drains(drains: list[dict[str, Any]]) -> dict[str, Any]:
         "vs_ceiling": spread([d["vs_ceiling"] for d in drains]),
         "votes_per_s": spread([d["votes_per_s"] for d in drains]),
         "worker_cpu_us_per_vote": spread([d["worker_cpu_us_per_vote"] for d in drains]),
+        "worker_cpu_vs_reference": spread([d["worker_cpu_vs_reference"] for d in drains]),
         "mariadb_cpu_us_per_vote": spread([d["mariadb_cpu_us_per_vote"] for d in drains]),
         "peak_rss_mb": max(d["peak_rss_mb"] for d in drains),
     }
@@ -109,11 +110,12 @@ def table(res: dict[str, Any]) -> str:
         "",
         f"drains of {n:,} votes, default settings, each between two ceilings",
         "(ceiling: MariaDB alone, 5,000-row INSERTs, one connection; others: cores busy with",
-        "every other process on the machine while draining, this bench's watching excluded):",
+        "every other process on the machine while draining, this bench's watching excluded;",
+        "ref: CPU per vote of bench/reference.py's fixed Python loop just before: machine speed):",
         f"{'run':>4}{'ceiling':>10}{'drain':>10}{'ceiling':>10}{'drain /':>9}"
-        f"{'worker':>9}{'MariaDB':>9}{'peak':>6}{'others':>8}",
+        f"{'worker':>9}{'MariaDB':>9}{'peak':>6}{'others':>8}{'ref':>7}",
         f"{'':>4}{'before':>10}{'votes/s':>10}{'after':>10}{'ceiling':>9}"
-        f"{'us/vote':>9}{'us/vote':>9}{'MB':>6}{'cores':>8}",
+        f"{'us/vote':>9}{'us/vote':>9}{'MB':>6}{'cores':>8}{'us/vote':>9}",
     ]
     for k, d in enumerate(drains, 1):
         lines.append(
@@ -121,8 +123,10 @@ def table(res: dict[str, Any]) -> str:
             f"{d['ceiling_after']:>10,.0f}{d['vs_ceiling']:>9.2f}"
             f"{d['worker_cpu_us_per_vote']:>9.2f}{d['mariadb_cpu_us_per_vote']:>9.2f}"
             f"{d['peak_rss_mb']:>6.0f}{d['others_cores_busy']:>8.2f}"
+            f"{d['reference_us_per_vote']:>9.2f}"
         )
     r, w = summary["vs_ceiling"], summary["worker_cpu_us_per_vote"]
+    v = summary["worker_cpu_vs_reference"]
     rss = " ".join(str(v) for v in drains[0]["rss_mb_by_progress"].values())
     cores = " ".join(f"{k} {v}" for k, v in drains[0]["cpu_cores_busy"].items())
     lines += [
@@ -130,6 +134,8 @@ def table(res: dict[str, Any]) -> str:
         f"   >= {DRAIN_VS_CEILING:.2f} in every run: {t['drain_vs_ceiling']}",
         f"  worker CPU, us/vote    min {w['min']:.2f}  median {w['median']:.2f}  max {w['max']:.2f}"
         f"   <= {WORKER_CPU_US_PER_VOTE} in every run: {t['worker_cpu']}",
+        f"  worker CPU / ref       min {v['min']:.2f}  median {v['median']:.2f}  max {v['max']:.2f}"
+        "   (the same, in units of this machine's speed at the time)",
         f"  drain / seed design    {summary['votes_per_s']['median'] / s['votes_per_s']:.0f}"
         f" (median drain)   >= {DRAIN_VS_SEED}: {t['drain_vs_seed']}",
         f"  peak RSS               {summary['peak_rss_mb']:.0f} MB (largest of the runs)"
