@@ -5,7 +5,11 @@ recorder is switched on by an environment variable naming the JSON file it write
 
 - ``BENCH_HOPS_OUT``: every Trio→asyncio hop, as ``[CLOCK_MONOTONIC ns, callee]``.
   ``trio_asyncio.aio_as_trio`` is wrapped; the worker's one hop (``bridge.aio``) looks it up at
-  each call, so all are seen. Appending a tuple costs well under a microsecond per hop.
+  each call, so all are seen. Appending a tuple costs well under a microsecond per hop. Also
+  the time of every asyncio callback run on trio-asyncio's loop (``asyncio.Handle._run``) and of
+  every Trio task step (a Trio instrument, added by wrapping ``trio.run``), to count the event
+  loops' work per batch; these two slow the worker down a little, so no CPU figure comes from
+  such a run.
 - ``BENCH_CPU_PROFILE_OUT``: a sampling profiler driven by CPU time, not wall time:
   ``ITIMER_PROF`` sends SIGPROF after every ``BENCH_CPU_PROFILE_US`` (default 1000) of the
   process's user+system CPU, and the handler notes the interrupted Python stack and the time.
@@ -20,6 +24,7 @@ wrapper. It imports nothing from bench, so it can run from any checkout.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import json
 import os
@@ -30,10 +35,13 @@ import time
 from types import CodeType, FrameType
 from typing import Any
 
+import trio
 import trio_asyncio
 
 _original = trio_asyncio.aio_as_trio
 _hops: list[tuple[int, str]] = []
+_handles: list[int] = []
+_steps: list[int] = []
 
 _labels: dict[CodeType, str] = {}
 _stacks: dict[tuple[str, ...], int] = {}
@@ -54,6 +62,29 @@ def callee(proc: Any) -> str:
 def recording_aio_as_trio(proc: Any, *, loop: Any = None) -> Any:
     _hops.append((time.monotonic_ns(), callee(proc)))
     return _original(proc, loop=loop)
+
+
+def count_loop_work() -> None:
+    """Note the time of each asyncio callback and each Trio task step."""
+    original_run = asyncio.Handle._run
+
+    def run_handle(self: asyncio.Handle) -> None:
+        _handles.append(time.monotonic_ns())
+        original_run(self)
+
+    asyncio.Handle._run = run_handle  # type: ignore[method-assign]
+
+    class Steps(trio.abc.Instrument):
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            _steps.append(time.monotonic_ns())
+
+    original_trio_run = trio.run
+
+    def run_with_steps(*args: Any, **kwargs: Any) -> Any:
+        kwargs["instruments"] = (*kwargs.get("instruments", ()), Steps())
+        return original_trio_run(*args, **kwargs)
+
+    trio.run = run_with_steps  # type: ignore[assignment]
 
 
 def _label(code: CodeType) -> str:
@@ -90,7 +121,7 @@ def _dump() -> None:
     signal.setitimer(signal.ITIMER_PROF, 0)
     if out := os.environ.get("BENCH_HOPS_OUT"):
         with open(out, "w") as f:
-            json.dump(_hops, f)
+            json.dump({"hops": _hops, "asyncio_handles": _handles, "trio_steps": _steps}, f)
     if out := os.environ.get("BENCH_CPU_PROFILE_OUT"):
         stacks = [";".join(s) for s, _ in sorted(_stacks.items(), key=lambda kv: kv[1])]
         with open(out, "w") as f:
@@ -100,6 +131,7 @@ def _dump() -> None:
 if __name__ == "__main__":
     if os.environ.get("BENCH_HOPS_OUT"):
         trio_asyncio.aio_as_trio = recording_aio_as_trio
+        count_loop_work()
     if os.environ.get("BENCH_CPU_PROFILE_OUT"):
         interval = int(os.environ.get("BENCH_CPU_PROFILE_US", "1000")) / 1e6
         signal.signal(signal.SIGPROF, _on_sigprof)

@@ -117,6 +117,11 @@ def markdown(directory: Path) -> str:
             f"{hops['hops_in_window']:,} hops over {hops['batches_in_window']:,} batches between "
             f"the first stored row and the last: **{hops['hops_per_batch']:.2f} per batch**.",
             "",
+            f"The event loops' work per batch in the same window: "
+            f"{hops.get('asyncio_callbacks_per_batch', float('nan')):.1f} asyncio callbacks run"
+            f" on trio-asyncio's loop, {hops.get('trio_task_steps_per_batch', float('nan')):.1f}"
+            " Trio task steps.",
+            "",
             "| per batch | callee |",
             "|---|---|",
             *[f"| {v:.3f} | `{k}` |" for k, v in hops["by_callee_per_batch"].items()],

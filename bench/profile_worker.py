@@ -77,15 +77,20 @@ def perf_report(data: Path) -> str:
     return "\n\n".join(parts)
 
 
-def hops_per_batch(calls: list[tuple[int, str]], window: list[int]) -> dict[str, Any]:
+def hops_per_batch(recorded: dict[str, Any], window: list[int]) -> dict[str, Any]:
     start, end = window
+    calls = recorded["hops"]
     by_callee = Counter(name for t, name in calls if start <= t <= end)
     batches = by_callee.get(TRANSACTION, 0)
     hops = sum(by_callee.values())
+    handles = sum(1 for t in recorded["asyncio_handles"] if start <= t <= end)
+    steps = sum(1 for t in recorded["trio_steps"] if start <= t <= end)
     return {
         "hops_in_window": hops,
         "batches_in_window": batches,
         "hops_per_batch": hops / batches if batches else float("nan"),
+        "asyncio_callbacks_per_batch": handles / batches if batches else float("nan"),
+        "trio_task_steps_per_batch": steps / batches if batches else float("nan"),
         "by_callee_per_batch": {k: v / batches for k, v in by_callee.most_common()}
         if batches
         else {},
@@ -190,13 +195,15 @@ def step(args: argparse.Namespace, stores: Stores) -> Any:
         dump = RESULTS / "hops.tmp"
         d = drain(stores, args.count, argv=INSTRUMENT, extra_env={"BENCH_HOPS_OUT": str(dump)})
         say(line(d))
-        calls = [(int(t), str(n)) for t, n in json.loads(dump.read_text())]
+        recorded = json.loads(dump.read_text())
         dump.unlink()
-        result = {"drain": d, **hops_per_batch(calls, d["window_ns"])}
+        result = {"drain": d, **hops_per_batch(recorded, d["window_ns"])}
         print(f"hops per batch: {result['hops_per_batch']:.2f} ({result['hops_in_window']:,}"
               f" hops, {result['batches_in_window']:,} batches)")  # fmt: skip
         for name, per in result["by_callee_per_batch"].items():
             print(f"  {per:7.3f}  {name}")
+        print(f"asyncio callbacks per batch: {result['asyncio_callbacks_per_batch']:.1f};"
+              f" Trio task steps per batch: {result['trio_task_steps_per_batch']:.1f}")  # fmt: skip
         return result
     runs = []
     for i in range(1, args.runs + 1):
