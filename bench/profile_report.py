@@ -24,12 +24,16 @@ def _stacks(directory: Path, pattern: str) -> list[Path]:
     return sorted(directory.glob(pattern)) + sorted(directory.glob(pattern + ".gz"))
 
 
+def _f(value: float, spec: str) -> str:
+    return "n/a" if value != value else format(value, spec)  # NaN: a figure that file lacks
+
+
 def drains_table(runs: list[dict[str, Any]]) -> list[str]:
     lines = [
-        "| run | votes/s | worker CPU µs/vote | user | system | run-queue wait µs/vote "
+        "| run | when | votes/s | worker CPU µs/vote | user | system | run-queue wait µs/vote "
         "| cores busy: worker / MariaDB / Redis | others | load 1 min before "
         "| reference loop µs/vote | worker ÷ reference |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     nan = float("nan")
     for k, d in enumerate(runs, 1):
@@ -37,13 +41,14 @@ def drains_table(runs: list[dict[str, Any]]) -> list[str]:
         # (the first before-profile's files name two fields differently, or lack them)
         load = d.get("load_avg_1m_before", d.get("load_avg_before", [nan])[0])
         lines.append(
-            f"| {k} | {d['votes_per_s']:,.0f} | **{d['worker_cpu_us_per_vote']:.3f}** "
+            f"| {k} | {d.get('when', '')} | {d['votes_per_s']:,.0f} "
+            f"| **{d['worker_cpu_us_per_vote']:.3f}** "
             f"| {d['worker_user_us_per_vote']:.3f} | {d['worker_system_us_per_vote']:.3f} "
-            f"| {d.get('worker_run_queue_wait_us_per_vote', nan):.3f} "
+            f"| {_f(d.get('worker_run_queue_wait_us_per_vote', nan), '.3f')} "
             f"| {busy.get('worker', 0):.2f} / {busy.get('mariadb', 0):.2f} / "
-            f"{busy.get('redis', 0):.2f} | {d.get('others_cores_busy', nan):.2f} | {load:.2f} "
-            f"| {d.get('reference_us_per_vote', nan):.3f} "
-            f"| {d.get('worker_cpu_vs_reference', nan):.2f} |"
+            f"{busy.get('redis', 0):.2f} | {_f(d.get('others_cores_busy', nan), '.2f')} "
+            f"| {_f(load, '.2f')} | {_f(d.get('reference_us_per_vote', nan), '.3f')} "
+            f"| {_f(d.get('worker_cpu_vs_reference', nan), '.2f')} |"
         )
     return lines
 
@@ -71,8 +76,8 @@ def profile_tables(paths: list[Path], per_batch: float | None, top: int = 20) ->
         return [*out, ""]
 
     inclusive = (
-        f"Top {top} by inclusive time (frame anywhere on the stack; frames on 97%+ of stacks,"
-        " the entry points and trio.run, left out)"
+        f"Top {top} by inclusive time (frame anywhere on the stack below trio.run; frames on"
+        " 97%+ of stacks left out)"
     )
     return [
         f"{s['samples']:,} samples from {len(paths)} drains.",
