@@ -74,13 +74,28 @@ def concern(stack: tuple[str, ...]) -> str:
 def innermost_worker_frame(stack: tuple[str, ...]) -> str:
     """The innermost worker function below the command line (the run loops have none)."""
     for frame in reversed(stack):
-        if "trio_worker/" in frame and "trio_worker/cli.py" not in frame:
+        if "trio_worker/" in frame:
             return frame
     return "(none: Trio's and trio-asyncio's run loops, asyncio callbacks, redis-py)"
 
 
+ENTRY = "run (trio/_core/_run.py)"  # trio.run: the frames above it are the command line's
+
+
+def trim(stack: tuple[str, ...]) -> tuple[str, ...]:
+    """The stack below ``trio.run``: the entry frames differ between a plain worker and one run
+    through ``bench.instrument`` (and between checkouts), and say nothing."""
+    if ENTRY not in stack:
+        return stack
+    return stack[stack.index(ENTRY) + 1 :] or (ENTRY,)
+
+
 def summarise(stacks: Stacks, top: int = 20) -> dict[str, Any]:
     """Shares of samples: by leaf frame (self), by frame anywhere (inclusive), by concern."""
+    trimmed: Stacks = Counter()
+    for stack, n in stacks.items():
+        trimmed[trim(stack)] += n
+    stacks = trimmed
     total = sum(stacks.values()) or 1
     own: Counter[str] = Counter()
     incl: Counter[str] = Counter()
