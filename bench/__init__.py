@@ -17,7 +17,12 @@ Modules, by concern:
 - ``drain``: a backlog drained by a fresh worker, with its CPU, memory and the servers' CPU;
 - ``latency``: push→commit at offered rates, including the first seconds after ``/ready``;
 - ``sweep``: drain and latency for each ``BATCH_SIZE``;
+- ``reference``: a fixed Python loop timed in CPU seconds before each drain: machine speed;
 - ``report``, ``plot``: verdicts, the printed table, the figure;
-- ``profiling``: py-spy stacks summarised (``--profile``);
+- ``profiling``: stacks summarised by concern, self and inclusive time; py-spy attached;
 - ``main``: the command line and the order of the stages.
+
+The worker's CPU profile (``python -m bench.profile_worker``): ``profile_worker`` (the steps),
+``instrument`` (runs the unchanged worker with a hop recorder or a CPU-time sampler),
+``profile_report`` (the Markdown tables).
 """
