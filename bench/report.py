@@ -91,6 +91,21 @@ def verdicts(res: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def workers_line(res: dict[str, Any]) -> str:
+    """How every worker of the run ended: exit status on SIGTERM, in-flight lists left."""
+    ends = [(f"drain {k}", d["worker_exit_status"], d["inflight_left"])
+            for k, d in enumerate(res["drains"], 1)]  # fmt: skip
+    ends.append(("startup/rates", res["worker_exit_status"], res["inflight_left"]))
+    for row in res["sweep"]:
+        ends.append((f"sweep {row['batch_size']}", row["worker_exit_status"],
+                     row["drain"]["inflight_left"]))  # fmt: skip
+    bad = [f"{name}: exit {status}, {left} in-flight lists" for name, status, left in ends
+           if status != 0 or left]  # fmt: skip
+    if not bad:
+        return f"workers: {len(ends)}, every one exited 0 on SIGTERM and left no in-flight list"
+    return "workers: " + "; ".join(bad)
+
+
 def _load(values: list[float]) -> str:
     return " ".join(f"{x:.2f}" for x in values)
 
@@ -187,4 +202,5 @@ def table(res: dict[str, Any]) -> str:
                 f"{d['worker_cpu_us_per_vote']:>16.2f}"
             )
         lines.append(f"  x ceiling: against the median of this run's ceilings, {ceiling:,.0f}/s")
+    lines += ["", workers_line(res)]
     return "\n".join(lines)
