@@ -14,9 +14,8 @@ import redis
 from bench.common import DB, QUEUE, done_progress, progress, vote
 
 # The one thing bench takes from the worker package: the votes table's DDL, so that the
-# baselines insert into the same table the worker does. Once the restructure lands on main,
-# this line becomes:  from trio_worker.mysql.schema import VOTES_TABLE
-from trio_worker.mysql.schema import VOTES_TABLE  # noqa: E402
+# baselines insert into the same table the worker does.
+from trio_worker.mysql.schema import VOTES_TABLE
 
 
 @dataclass(frozen=True)
