@@ -42,7 +42,7 @@ from bench.stores import Stores, cleanup
 INSTRUMENT = ["-m", "bench.instrument", "run"]
 STEPS = ["cpu", "spy", "cpuprof", "perf", "hops", "hop-cost", "summary", "markdown"]
 OFFLINE = ("summary", "markdown", "hop-cost")  # steps that drain nothing
-TRANSACTION = "MySQLStore.commit_batch.<locals>.transaction"  # one hop per batch committed
+TRANSACTION = "commit.<locals>.transaction"  # one hop per batch committed (mysql.ledger.commit)
 
 
 def line(d: dict[str, Any]) -> str:
