@@ -96,9 +96,7 @@ async def test_stores_valid_votes_once_and_dead_letters_the_rest(
     values = samples(metrics)
     for reason, n in Counter(MALFORMED.values()).items():
         assert values[f'dead_letters_total{{reason="{reason}"}}'] == n, reason
-    assert sum(v for k, v in values.items() if k.startswith("dead_letters_total")) == len(
-        MALFORMED
-    )
+    assert sum(v for k, v in values.items() if k.startswith("dead_letters_total")) == len(MALFORMED)
     # A clean run: no store errors, nothing held, every message in exactly one batch.
     assert values["redis_errors_total"] == 0
     assert values["database_errors_total"] == 0
