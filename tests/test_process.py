@@ -119,3 +119,30 @@ async def test_drain_deadline_keeps_votes_in_flight_and_exits_non_zero(
     other.stop.set()
     await wait_until(lambda: other.exit_status, what="exit")
     assert voter_counts(config) == dict.fromkeys(ids, 1)
+
+
+@pytest.mark.parametrize("phase", ["starting", "running"])
+async def test_sigterm_repeated_until_it_exits_within_a_second_still_exits_0(
+    config: Config, rds: redis.Redis, tmp_path: Path, phase: str
+) -> None:
+    """Every repeat within a second of the first signal is the same request (a supervisor and
+    the process group both deliver it, at any moment): none may kill the process the default
+    way (-SIGTERM), however far its stop has gone, even once it has stopped listening.
+    ``starting``: MySQL unreachable, so the stop abandons the start and ends at once."""
+    cfg = replace(config, mysql_port=1) if phase == "starting" else config
+    push_votes(rds, config, 20_000)
+    log = tmp_path / "worker.log"
+    async with worker_process(cfg, log) as proc:
+        # The service runs (its signal handler is installed) once it writes its heartbeat.
+        heartbeat = f"{config.vote_queue}:worker:{config.worker_id}"
+        await wait_until(lambda: rds.exists(heartbeat), what="the heartbeat")
+        if phase == "running":
+            await wait_until(lambda: row_count(config) > 0, what="first rows")
+        proc.send_signal(signal.SIGTERM)
+        with trio.move_on_after(signal_window_s := 0.9):
+            while proc.returncode is None:
+                await trio.sleep(0.01)
+                proc.send_signal(signal.SIGTERM)
+        status = await exit_status(proc, within_s=drain_bound(cfg))
+    assert signal_window_s < 1.0  # every repeat was within the second the contract names
+    assert status == 0, log.read_text()
