@@ -92,6 +92,20 @@ async def held_within(proxy: FaultProxy, seconds: float) -> bool:
     return False
 
 
+async def hold_mid_batch(w: ProcWorker) -> bool:
+    """Freeze ``w``'s MySQL connection at a batch's rows (True), so that ``w`` certainly holds
+    a batch now; False if none came within 5 s."""
+    proxy = w.proxies.mysql
+    if proxy.holding.is_set():
+        return False
+    proxy.hold_reply_after(INSERT_VOTES.data)
+    if await held_within(proxy, 5):
+        return True
+    if proxy.disarm("hold_reply", INSERT_VOTES.data):
+        return False
+    return await held_within(proxy, 5)
+
+
 async def sigkill_during_recovery(run: Run, w: ProcWorker, rng: random.Random) -> bool:
     others = [o for o in run.fleet.procs if o is not w and not o.lock.locked()]
     if not others:
@@ -101,9 +115,13 @@ async def sigkill_during_recovery(run: Run, w: ProcWorker, rng: random.Random) -
         proxy = rescuer.proxies.redis
         if proxy.holding.is_set():
             return False
+        # Killed mid-batch, so that it certainly leaves a list to claim.
+        if not await hold_mid_batch(w):
+            return False
         proxy.hold_reply_after(CLAIM.data)
         run.report.note(f"SIGKILL {w.worker_id}, then {rescuer.worker_id} when it claims")
         await run.fleet.kill(w)
+        w.proxies.mysql.release()
         # A new id for the dead one: its lists wait for heartbeat expiry, then a claim.
         fired = await held_within(proxy, HEARTBEAT_TTL_S * 3 + 2)
         if not fired and not proxy.disarm("hold_reply", CLAIM.data):
@@ -158,15 +176,21 @@ def pause(kind: str) -> ProcFault:
 
     async def fault(run: Run, w: ProcWorker, rng: random.Random) -> bool:
         assert w.proc is not None
+        mid_batch = False
         if kind == "pause_beyond_retention":
-            if not await run.fleet.alive(w):
+            # Paused holding a batch (its connection cut while it sleeps): it wakes up with a
+            # batch the ledger can no longer vouch for.
+            if not await run.fleet.alive(w) or not await hold_mid_batch(w):
                 return False
             seconds = rng.uniform(*BEYOND_RETENTION_S)
+            mid_batch = True
         else:
             seconds = HEARTBEAT_TTL_S + HEARTBEAT_TTL_S / 3 + rng.uniform(0.5, 2.5)
         run.report.note(f"SIGSTOP {w.worker_id} for {seconds:.1f}s ({kind})")
         w.proc.send_signal(signal.SIGSTOP)
         w.paused = True
+        if mid_batch:
+            w.proxies.mysql.release()
         held = await trio.to_thread.run_sync(run.fleet.lists_of, w)
         await trio.sleep(seconds)
         left = await trio.to_thread.run_sync(run.fleet.lists_of, w)
