@@ -3,6 +3,7 @@
 Faults:
 - ``cut_all()``: close every proxied connection now (both sides).
 - ``blackhole``: while true, nothing is forwarded in either direction (bytes wait).
+- ``refuse``: while true, a new connection is closed at once (the store is down).
 - ``latency_s``: each forwarded chunk is held this long.
 - ``cut_reply_after(pattern)``: the next client chunk containing ``pattern`` is forwarded, the
   server's reply is awaited and thrown away, and the connection is cut: the request took effect
@@ -45,6 +46,7 @@ class FaultProxy:
         self.target = (host, port)
         self.port = 0
         self.blackhole = False
+        self.refuse = False
         self.latency_s = 0.0
         self.fired: Counter[str] = Counter()
         self.seen: Counter[bytes] = Counter()
@@ -160,6 +162,9 @@ class FaultProxy:
 
     async def _handle(self, client: trio.SocketStream) -> None:
         self.connections_seen += 1
+        if self.refuse:
+            await trio.aclose_forcefully(client)
+            return
         try:
             server = await trio.open_tcp_stream(*self.target)
         except OSError:
