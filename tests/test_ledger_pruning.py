@@ -26,7 +26,9 @@ def insert(config: Config, batch_id: str, age_s: int) -> datetime:
         "INSERT INTO vote_batches (batch_id, votes, committed_at) "
         f"VALUES ('{batch_id}', 1, NOW() - INTERVAL {age_s} SECOND)",
     )
-    return sql(config, f"SELECT committed_at FROM vote_batches WHERE batch_id = '{batch_id}'")[0][0]
+    stamp = sql(config, f"SELECT committed_at FROM vote_batches WHERE batch_id = '{batch_id}'")
+    committed_at: datetime = stamp[0][0]
+    return committed_at
 
 
 def present(config: Config, batch_id: str) -> bool:
