@@ -83,6 +83,12 @@ class Checker:
         self.malformed()
         self.oversized()
         self.uncertain()
+        for original in self.stale:
+            if original not in self.producers.malformed and (
+                voter_of(original) not in self.producers.votes
+            ):
+                self.report.dead_wrong += 1
+                self.wrong(f"stale_batch letter for a message never pushed: {original[:120]!r}")
 
     def letter(self, raw: bytes, client: redis.Redis) -> None:
         try:

@@ -170,6 +170,9 @@ class Fleet:
             assert w.proc is not None
             w.proc.send_signal(signal.SIGTERM)
             self.drained.add(w.worker_id)
+        for iw in self.inprocs:  # at the same time: their drains' deadlines run together
+            iw.stop.set()
+            self.drained.add(iw.worker_id)
         for w in self.procs:
             assert w.proc is not None
             with trio.move_on_after(SHUTDOWN_TIMEOUT_S + 10):
@@ -179,9 +182,6 @@ class Fleet:
             if w.proc.returncode is None:
                 self.report.problem(f"{w.worker_id}: no exit after the final SIGTERM")
                 await kill(w.proc)
-        for iw in self.inprocs:
-            iw.stop.set()
-            self.drained.add(iw.worker_id)
         with trio.move_on_after(SHUTDOWN_TIMEOUT_S + 5):
             for iw in self.inprocs:
                 while not iw.exit_status:  # noqa: ASYNC110 (service.run's return value)

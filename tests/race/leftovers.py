@@ -30,7 +30,11 @@ def check_keys(
         if members := client.smembers(f"{q}:inflight"):
             names = sorted(as_bytes(m).decode(errors="replace") for m in members)
             report.problem(f"{len(names)} entries left in the in-flight registry: {names[:3]}")
-        lists = list(client.scan_iter(match=f"{q}:inflight:*", count=1000))
+        lists = [
+            k
+            for k in client.scan_iter(match=f"{q}:inflight:*", count=1000)
+            if as_bytes(k).decode(errors="replace") not in originals
+        ]
         if lists:
             held = sum(int(client.llen(k)) for k in lists)
             report.problem(f"{len(lists)} in-flight lists left, {held} votes in them")

@@ -32,6 +32,7 @@ from trio_worker.config import Config
 # Batches of at least 100: a burst of long voter ids then always makes one over the packet limit.
 BATCH_SIZES = (100, 250, 500, 1000)
 DRAIN_WITHIN_S = 120.0
+STUCK_S = 45.0
 
 
 class Run:
@@ -124,29 +125,35 @@ class Run:
 
     async def wait_drained(self) -> None:
         """Until, for a second, the queue and every in-flight list are empty and each registry
-        entry belongs to a live worker (a dead one's are claimed once its heartbeat expires)."""
+        entry belongs to a live worker (a dead one's are claimed once its heartbeat expires).
+        A drain that moves nothing for STUCK_S is given up on (and fails the run)."""
         client = self.clients.redis("checker")
         try:
-            stable = 0
+            stable, last, since = 0, (-1, -1), trio.current_time()
             with trio.move_on_after(DRAIN_WITHIN_S) as scope:
                 while stable < 5:
-                    done = await trio.to_thread.run_sync(self.drained, client)
+                    done, left = await trio.to_thread.run_sync(self.drained, client)
                     stable = stable + 1 if done else 0
+                    if left != last:
+                        last, since = left, trio.current_time()
+                    elif trio.current_time() - since > STUCK_S:
+                        self.report.problem(f"drain stuck for {STUCK_S:.0f}s: {left} left")
+                        return
                     await trio.sleep(0.2)
             if scope.cancelled_caught:
                 self.report.problem(f"not drained within {DRAIN_WITHIN_S:.0f}s")
         finally:
             client.close()
 
-    def drained(self, client: redis.Redis) -> bool:
+    def drained(self, client: redis.Redis) -> tuple[bool, tuple[int, int]]:
+        """Whether all is drained; (votes queued, votes in flight)."""
         q = self.config.vote_queue
-        if client.llen(q):
-            return False
+        queued = int(client.llen(q))
         lists = list(client.scan_iter(match=f"{q}:inflight:*", count=1000))
-        if any(client.llen(k) for k in lists):
-            return False
+        held = sum(int(client.llen(k)) for k in lists)
         owners = {as_bytes(m).decode().split(":")[-2] for m in client.smembers(f"{q}:inflight")}
-        return all(client.exists(f"{q}:worker:{o}") for o in owners)
+        done = not queued and not held and all(client.exists(f"{q}:worker:{o}") for o in owners)
+        return done, (queued, held)
 
     def check(self) -> None:
         checker = Checker(self.config, self.producers, self.report, self.clients)
