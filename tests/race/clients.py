@@ -52,6 +52,14 @@ class Clients:
             return None
         return int(rows[0][0]) if rows else None
 
+    def kills(self) -> int | None:
+        """KILL statements the server has run since it started (None: it can't say now)."""
+        try:
+            rows = self.sql("SHOW GLOBAL STATUS LIKE 'Com_kill'")
+        except pymysql.err.MySQLError:
+            return None
+        return int(rows[0][1]) if rows else None
+
     def session_alive(self, session: int) -> bool | None:
         """Whether the server still has this session (None: it can't say now, e.g. restarting)."""
         try:

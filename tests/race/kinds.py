@@ -111,12 +111,20 @@ class Schedule:
         self.running: Counter[str] = Counter()
         self.rng = rng
 
-    def next(self) -> str:
-        behind = [
+    def behind(self) -> list[str]:
+        """The kinds below their minimum, counting those under way as done."""
+        return [
             k.name
             for k in self.kinds
             if self.injected[k.name] + self.running[k.name] < self.quota[k.name]
         ]
+
+    def short(self) -> bool:
+        """Whether some kind has not yet been injected as often as its minimum."""
+        return any(self.injected[k.name] < self.quota[k.name] for k in self.kinds)
+
+    def next(self) -> str:
+        behind = self.behind()
         name = self.rng.choice(behind) if behind else self.rng.choice(self.kinds).name
         self.running[name] += 1
         return name

@@ -55,6 +55,7 @@ class Run:
         self.fleet = Fleet(self.config, self.clients, self.report, logs)
         self.logs = logs
         self.killed_sessions: set[int] = set()  # by mysql_kill, not by a worker
+        self.kills_issued = 0  # KILL statements mysql_kill sent
         self.restarting = {"redis": trio.Lock(), "mariadb": trio.Lock()}
 
     async def execute(self, procs: int, inprocs: int) -> Report:
@@ -89,7 +90,8 @@ class Run:
 
     async def faults(self, until: float) -> None:
         """Faults at random moments, several at once, until ``until`` (and until each has
-        ended); the kinds below their minimum first (``kinds.Schedule``)."""
+        ended); the kinds below their minimum first (``kinds.Schedule``), and past ``until``
+        while one is still below it, for up to half the run's length again."""
         schedule = Schedule(self.duration_s, self.rng)
         # Often enough that each short kind comes up more than once per run.
         mean_s = min(0.5, self.duration_s / (1.3 * len(schedule.kinds)))
@@ -99,8 +101,12 @@ class Run:
                     latest = max(0.5, until - trio.current_time() - BEYOND_RETENTION_S[1] - 5)
                     start = trio.current_time() + self.rng.uniform(0.5, latest)
                     nursery.start_soon(self._long_fault, kind.name, start, until)
-            while trio.current_time() < until:
+            # A kind still below its minimum at the end gets up to half as long again.
+            grace = until + self.duration_s / 2
+            while trio.current_time() < until or (schedule.short() and trio.current_time() < grace):
                 await trio.sleep(self.rng.uniform(0.2, 1.8) * mean_s)
+                if trio.current_time() >= until and not schedule.behind():
+                    continue  # past the end, only kinds below their minimum are drawn
                 kind_name = schedule.next()
                 # Each fault draws from its own generator, seeded in schedule order, so that
                 # faults running at the same time don't change each other's choices.

@@ -126,6 +126,7 @@ async def judge_frozen(run: Run, w: Worker, proxy: FaultProxy) -> bool:
         return False  # cut meanwhile (another fault), or the server restarted under it
     port, session = ports[0], sessions[0]
     connections, restarts = proxy.connections_seen, run.clients.stores.mysql.restarts
+    kills, ours = await trio.to_thread.run_sync(run.clients.kills), run.kills_issued
     run.report.patterns[COMMIT.name] += 1
     run.report.note(f"frozen_mysql {w.worker_id}: session {session} frozen at COMMIT")
     killed = False
@@ -139,6 +140,14 @@ async def judge_frozen(run: Run, w: Worker, proxy: FaultProxy) -> bool:
         return False
     if session in run.killed_sessions:
         return False  # mysql_kill chose this very session
+    # Gone by a KILL, not because the server ended it (an error, a packet over its limit).
+    after = await trio.to_thread.run_sync(run.clients.kills)
+    by_workers = (
+        None if kills is None or after is None else after - kills - (run.kills_issued - ours)
+    )
+    if killed and not by_workers:
+        run.report.note(f"frozen_mysql {w.worker_id}: session {session} ended, not by a KILL")
+        return False
     if not killed:
         run.report.problem(
             f"frozen_mysql: {w.worker_id} left its frozen session {session} alive for "

@@ -28,6 +28,7 @@ async def mysql_kill(run: Run, rng: random.Random) -> bool:
         return False
     victim = rng.choice(sorted(int(r[0]) for r in rows))
     run.killed_sessions.add(victim)
+    run.kills_issued += 1
     run.report.note(f"mysql KILL {victim}")
     try:
         await trio.to_thread.run_sync(run.clients.sql, f"KILL {victim}")

@@ -90,6 +90,11 @@ async def while_the_other_lives(run: Run, w: ProcWorker, twin: Twin, rng: random
     with trio.move_on_after(rng.uniform(1.0, 3.0)):
         while True:
             ready = await get(twin.url + "/ready")
+            # Judged only while the other's heartbeat is fresh (a blackhole or a Redis restart
+            # may let it lapse: the twin may then rightly start).
+            if not await trio.to_thread.run_sync(run.fleet.heartbeat_of, w.worker_id):
+                run.report.note(f"twin of {w.worker_id}: the original's heartbeat lapsed")
+                return True
             if ready is not None and ready.status_code != 503:
                 problem(f"twin of {w.worker_id}: /ready {ready.status_code} while the other lives")
                 break
