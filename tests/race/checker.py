@@ -16,7 +16,6 @@ Rules, each failing the run:
 
 from __future__ import annotations
 
-import base64
 import json
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
@@ -25,22 +24,15 @@ from typing import Any
 import redis
 
 from tests.race.clients import Clients, as_bytes
+from tests.race.letters import decode, too_large_problem, voter_of
 from tests.race.payloads import digest
-from tests.race.producers import PRODUCERS, Producers, Push
+from tests.race.producers import PRODUCERS, Producers
 from tests.race.report import Report
-from tests.race.settings import MAX_MESSAGE_BYTES
 from trio_worker.config import Config
 
 # A vote without a timestamp is stamped when a worker took it: after its push, but a batch's
 # time is taken when the batch started filling, and a recovered batch keeps it.
 TAKEN_SLACK = timedelta(seconds=2)
-
-
-def decode(doc: dict[str, Any]) -> bytes:
-    """The bytes an envelope's ``message`` stands for, per its ``encoding``."""
-    if doc.get("encoding") == "base64":
-        return base64.b64decode(doc["message"])
-    return str(doc["message"]).encode("utf-8")
 
 
 class Checker:
@@ -114,29 +106,21 @@ class Checker:
     def too_large_letter(self, doc: dict[str, Any], preview: bytes, client: redis.Redis) -> None:
         key = doc.get("original_key")
         held = [as_bytes(x) for x in client.lrange(key, 0, -1)] if isinstance(key, str) else []
-        original = held[0] if len(held) == 1 else b""
-        what = f"too_large letter (size {doc.get('size')}, key {key!r})"
-        problems = [
-            (
-                not isinstance(key, str) or not key.startswith(f"{self.config.vote_queue}:"),
-                "its original_key is not under the queue's prefix",
-            ),
-            (len(held) != 1, f"its original_key holds {len(held)} elements, not 1"),
-            (key in self.originals, "its original_key is another letter's too"),
-            (digest(original) not in self.producers.oversized, "its original was never pushed"),
-            (doc.get("size") != len(original), f"size {doc.get('size')} for {len(original)} bytes"),
-            (doc.get("truncated") is not True, "not marked truncated"),
-            (not 0 < len(preview) <= MAX_MESSAGE_BYTES, f"a preview of {len(preview)} bytes"),
-            (not original.startswith(preview), "a preview that is not the original's first bytes"),
-        ]
+        why = too_large_problem(
+            doc,
+            preview,
+            held,
+            f"{self.config.vote_queue}:",
+            self.producers.oversized,
+            self.originals,
+        )
         if isinstance(key, str):
             self.originals.add(key)
-        for bad, why in problems:
-            if bad:
-                self.report.dead_wrong += 1
-                self.wrong(f"{what}: {why}")
-                return
-        self.too_large[digest(original)] += 1
+        if why:
+            self.report.dead_wrong += 1
+            self.wrong(f"too_large letter (size {doc.get('size')}, key {key!r}): {why}")
+        else:
+            self.too_large[digest(held[0])] += 1
 
     def votes(self) -> None:
         r, expected = self.report, self.producers.votes
@@ -224,8 +208,11 @@ class Checker:
         r, failed = self.report, self.producers.failed
         r.uncertain_pushes = len(failed)
         r.uncertain_votes = sum(len(p.voters) for p in failed)
+        in_letters = {*self.lettered, *self.stale, *(voter_of(o) for o in self.stale)}
         for push in failed:
-            landed = self.landed(push)
+            landed = [v in self.stored or v in in_letters for v in push.voters]
+            landed += [m in in_letters for m in push.malformed]
+            landed += [self.too_large[d] > 0 for d in push.oversized]
             if len(set(landed)) > 1:
                 self.wrong(f"a push whose reply was lost landed in part: {landed}")
         allowed = PRODUCERS * r.faults["restart_redis"]
@@ -233,20 +220,3 @@ class Checker:
             r.problem(f"{len(failed)} pushes failed; at most {allowed} may (Redis restarts)")
         if failed:
             r.details["pushes whose reply was lost (whole or nothing)"] += len(failed)
-
-    def landed(self, push: Push) -> list[bool]:
-        stale_voters = {voter_of(o) for o in self.stale}
-        return (
-            [v in self.stored or v in stale_voters for v in push.voters]
-            + [m in self.lettered or m in self.stale for m in push.malformed]
-            + [self.too_large[d] > 0 for d in push.oversized]
-        )
-
-
-def voter_of(message: bytes) -> str | None:
-    try:
-        doc = json.loads(message)
-    except ValueError:
-        return None
-    voter = doc.get("voter_id") if isinstance(doc, dict) else None
-    return voter if isinstance(voter, str) else None
