@@ -11,7 +11,8 @@ broken worker pass, so every kind has a minimum count, summed over the seeds of 
 - ``long`` kinds (pause_beyond_retention: 40 s of a 60 s run) run only in runs of 45 s or
   more, once each;
 - ``input`` kinds are what producers push: oversized messages (4 per short run, 10 per minute)
-  and bursts of long voter ids that overflow a packet (1 per short run, 3 per minute).
+  and bursts of long voter ids that overflow a packet (1 per short run, 3 per minute);
+- in runs of 45 s or more, each request pattern a proxy matches is caught at least once.
 
 ``RACE_WITHOUT=kind,kind`` leaves kinds out of a run (and out of the minimums): e.g. to run the
 rest of the suite against a build that lacks a feature one kind needs.
@@ -24,6 +25,8 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
+
+from tests.race.settings import MYSQL_PATTERNS, REDIS_PATTERNS
 
 Cost = Literal["cheap", "costly", "long", "input"]
 LONG_RUN_S = 45.0
@@ -97,6 +100,17 @@ def minimum(kind: Kind, duration_s: float) -> int:
 
 def quotas(duration_s: float) -> dict[str, int]:
     return {k.name: minimum(k, duration_s) for k in enabled(duration_s)}
+
+
+def pattern_quotas(duration_s: float) -> dict[str, int]:
+    """In a run of 45 s or more, each request pattern must have been caught at least once: a
+    kind that meets its minimum on some patterns could hide one that no longer matches (a
+    script whose hash changed). The proxy_* kinds take the least-caught pattern first."""
+    names = {k.name for k in enabled(duration_s)}
+    at_request = {"proxy_cut_reply", "proxy_cut_before", "proxy_half_reply"}
+    if duration_s < LONG_RUN_S or not names & at_request:
+        return {}
+    return {p.name: 1 for p in (*REDIS_PATTERNS, *MYSQL_PATTERNS)}
 
 
 class Schedule:

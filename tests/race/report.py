@@ -29,6 +29,7 @@ class Report:
     uncertain_pushes: int = 0
     uncertain_votes: int = 0
     quotas: dict[str, int] = field(default_factory=dict)
+    pattern_quotas: dict[str, int] = field(default_factory=dict)
     faults: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
     patterns: Counter[str] = field(default_factory=Counter)
@@ -81,11 +82,19 @@ def shortfalls(reports: Iterable[Report]) -> list[str]:
     """Each kind that happened fewer times than the runs' summed minimums require."""
     need: Counter[str] = Counter()
     got: Counter[str] = Counter()
+    need_caught: Counter[str] = Counter()
+    caught: Counter[str] = Counter()
     for r in reports:
         need.update(r.quotas)
         got.update(r.faults)
+        need_caught.update(r.pattern_quotas)
+        caught.update(r.patterns)
     return [
         f"{kind}: {got[kind]} of at least {need[kind]}" for kind in NAMES if got[kind] < need[kind]
+    ] + [
+        f"requests matching {p!r} caught {caught[p]} times of at least {n}"
+        for p, n in sorted(need_caught.items())
+        if caught[p] < n
     ]
 
 
@@ -115,12 +124,14 @@ def summary(reports: list[Report], write: Callable[[str], object]) -> None:
     need: Counter[str] = Counter()
     details: Counter[str] = Counter()
     patterns: Counter[str] = Counter()
+    need_caught: Counter[str] = Counter()
     for r in reports:
         faults.update(r.faults)
         skipped.update(r.skipped)
         need.update(r.quotas)
         details.update(r.details)
         patterns.update(r.patterns)
+        need_caught.update(r.pattern_quotas)
     write("")
     write("| kind | injected | minimum | not injected (no moment found) |")
     write("|---|---|---|---|")
@@ -128,7 +139,10 @@ def summary(reports: list[Report], write: Callable[[str], object]) -> None:
         write(f"| {kind} | {faults[kind]} | {need[kind]} | {skipped[kind]} |")
     write("")
     write(
-        "requests the proxies caught: " + ", ".join(f"{p} {n}" for p, n in sorted(patterns.items()))
+        "requests the proxies caught (minimum): "
+        + ", ".join(
+            f"{p} {patterns[p]} ({need_caught[p]})" for p in sorted({*patterns, *need_caught})
+        )
     )
     for what, n in sorted(details.items()):
         write(f"{what}: {n}")

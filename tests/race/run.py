@@ -21,7 +21,7 @@ from tests.race.clients import Clients, as_bytes
 from tests.race.faults import inject
 from tests.race.faults.process import BEYOND_RETENTION_S
 from tests.race.fleet import Fleet
-from tests.race.kinds import Schedule, enabled, quotas
+from tests.race.kinds import Schedule, enabled, pattern_quotas, quotas
 from tests.race.leftovers import check_keys, check_logs
 from tests.race.producers import Producers
 from tests.race.report import Report
@@ -41,7 +41,12 @@ class Run:
     ) -> None:
         self.rng = random.Random(f"{seed}-faults")
         self.duration_s = duration_s
-        self.report = Report(seed, planned_s=duration_s, quotas=quotas(duration_s))
+        self.report = Report(
+            seed,
+            planned_s=duration_s,
+            quotas=quotas(duration_s),
+            pattern_quotas=pattern_quotas(duration_s),
+        )
         tag = f"{seed:x}{os.getpid():x}"
         self.config = replace(
             base,
