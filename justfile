@@ -59,6 +59,25 @@ fmt: setup
     {{bin}}/ruff format .
     {{bin}}/ruff check --fix .
 
+# pin the image's dependencies, with hashes, into requirements.lock (uv; Python from the Dockerfile)
+lock: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ ! -x "{{bin}}/uv" ]; then "{{bin}}/python" -m pip install -q uv; fi
+    # The image's Python, not this machine's: the lock is what the Dockerfile installs.
+    python_version="$(sed -n 's/^ARG PYTHON_VERSION=//p' Dockerfile)"
+    # pyproject.toml's runtime dependencies, and its build backend (the image builds the package
+    # from the lock without build isolation, so nothing unpinned is fetched).
+    "{{bin}}/python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' \
+        | "{{bin}}/uv" pip compile pyproject.toml - --quiet --generate-hashes \
+            --python-version "$python_version" --python-platform linux \
+            --custom-compile-command "just lock   (Python $python_version on Linux, from pyproject.toml)" \
+            --output-file requirements.lock
+
+# regenerate deploy/k8s/monitoring/prometheusrule.yaml from deploy/prometheus/alerts.yml
+rules: setup
+    {{bin}}/python deploy/prometheus/prometheusrule.py
+
 # validate the configuration and reach Redis and MySQL (`trio-worker check`)
 check: setup
     {{bin}}/trio-worker check

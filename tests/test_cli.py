@@ -262,10 +262,9 @@ def test_requeue_script_moves_nothing_when_the_head_changed(
     dead_letters(rds, config, vote("h1"), vote("h2"))
     seen = rds.lrange(config.dead_letter_queue, 0, 0)
     rds.lpop(config.dead_letter_queue)  # another operator got there first
-    script = rds.register_script(scripts.REQUEUE.source)
-    result = script(
-        keys=[config.dead_letter_queue, config.vote_queue], args=["LPUSH", 1, *seen, vote("h1")]
-    )
+    script = rds.register_script(scripts.SETTLE_DEAD.source)
+    keys = [config.dead_letter_queue, config.vote_queue]
+    result = script(keys=keys, args=["LPUSH", 0, 1, *seen, "push", vote("h1")])
     assert result == -1
     assert rds.llen(config.vote_queue) == 0
     assert rds.llen(config.dead_letter_queue) == 1

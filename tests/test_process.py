@@ -81,22 +81,25 @@ async def test_sigkill_mid_batch_then_another_worker_finishes_exactly_once(
     assert inflight_keys(rds, config) == []
 
 
-async def test_restart_with_the_same_worker_id_recovers_at_once(
+async def test_restart_with_the_same_worker_id_recovers_once_the_old_heartbeat_expires(
     config: Config, rds: redis.Redis, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    # A long TTL: only recovery of its own lists at start (not heartbeat expiry) can finish in time.
-    proxy, cfg = await mysql_proxy(nursery, config, batch_size=300, heartbeat_ttl_s=120)
+    """A restart after SIGKILL can't tell the dead process from a live twin (a paused one):
+    it takes nothing until the old heartbeat expires, then finishes its own lists first."""
+    proxy, cfg = await mysql_proxy(nursery, config, batch_size=300, heartbeat_ttl_s=3)
     ids = push_votes(rds, config, 5000)
     async with worker_process(cfg, tmp_path / "a.log") as proc:
         await stall_with_a_batch_in_flight(proxy, rds, config)
         proc.kill()
         await proc.wait()
-    assert inflight_keys(rds, config)
+    held = {k: rds.lrange(k, 0, -1) for k in inflight_keys(rds, config)}
+    assert held
     proxy.set_blackhole(False)
     async with worker_process(cfg, tmp_path / "b.log") as proc:
-        await wait_until(lambda: row_count(config) >= 5000, timeout_s=20, what="all rows")
+        await wait_until(lambda: row_count(config) >= 5000, timeout_s=30, what="all rows")
         proc.send_signal(signal.SIGTERM)
         assert await exit_status(proc, within_s=drain_bound(cfg)) == 0
+    assert "worker id in use by another live process" in (tmp_path / "b.log").read_text()
     assert voter_counts(config) == dict.fromkeys(ids, 1)
     assert inflight_keys(rds, config) == []
 

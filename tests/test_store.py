@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 import trio_asyncio
 
-from tests.helpers import sql
+from tests.helpers import admin_sql, sql
 from trio_worker.config import Config
+from trio_worker.errors import MySQLUnavailable
 from trio_worker.mysql import ledger
+from trio_worker.mysql import sql as sqltext
 from trio_worker.mysql.connection import Connection
-from trio_worker.mysql.schema import open_with_schema
+from trio_worker.mysql.schema import VOTES_TABLE, open_with_schema
 
 
 class Turn:
@@ -43,8 +46,8 @@ async def test_a_batch_commits_once_however_often_it_is_tried(config: Config) ->
     async with trio_asyncio.open_loop():
         conn = Connection(config)
         await open_with_schema(conn)
-        assert await ledger.commit(conn, "b-1", rows, Turn()) is True
-        assert await ledger.commit(conn, "b-1", rows, Turn()) is False
+        assert await ledger.commit(conn, "b-1", rows, Turn()) == ledger.Committed(now=True)
+        assert await ledger.commit(conn, "b-1", rows, Turn()) == ledger.Committed(now=False)
         conn.close()
     assert sql(config, "SELECT voter_id, vote FROM votes ORDER BY id") == [
         ("o'neil", "a"),
@@ -73,10 +76,129 @@ async def test_commit_says_when_its_rows_are_in(config: Config) -> None:
         await open_with_schema(conn)
         try:
             first, again = Turn(), Turn()
-            assert await ledger.commit(conn, "b-9", rows, first) is True
+            assert (await ledger.commit(conn, "b-9", rows, first)).now is True
             assert first.events == ["take", "give back", "give back"]
-            assert await ledger.commit(conn, "b-9", rows, again) is False
+            assert (await ledger.commit(conn, "b-9", rows, again)).now is False
             assert again.events == ["take", "give back"]
         finally:
             conn.close()
     assert sql(config, "SELECT COUNT(*) FROM votes") == [(2,)]
+
+
+async def open_conn(config: Config) -> Connection:
+    conn = Connection(config)
+    await open_with_schema(conn)
+    return conn
+
+
+def test_a_batch_over_the_servers_packet_limit_is_split_into_packets_under_it() -> None:
+    rows = [(f"{i:03d}" + "v" * 250, "a", "2026-11-29 10:00:00") for i in range(1000)]
+    ledger_sql = "INSERT INTO vote_batches (batch_id, votes) VALUES ('b', 1000)"
+    assert ledger.packets(ledger_sql, rows[:3], 1 << 24) == [
+        (f"{ledger_sql};{sqltext.insert_votes(rows[:3])};COMMIT", ["ledger", "rows", "commit"])
+    ]
+    plan = ledger.packets(ledger_sql, rows, 64 << 10)
+    assert len(plan) > 4
+    assert all(len(text.encode()) <= 64 << 10 for text, _ in plan)
+    kinds = [kind for _, packet_kinds in plan for kind in packet_kinds]
+    assert (kinds[0], kinds[-1], set(kinds[1:-1])) == ("ledger", "commit", {"rows"})
+    statements = [s for text, _ in plan for s in text.split(";")]
+    stored = "".join(s.removeprefix(sqltext.VOTES_INSERT) + "," for s in statements[1:-1])
+    assert stored == "".join(v + "," for v in sqltext.values(rows))  # every row once, in order
+
+
+async def test_a_stale_batch_is_refused_unless_the_ledger_knows_it(config: Config) -> None:
+    """The ledger insert carries the batch's age bounds on the server's clock: past them a
+    batch the ledger doesn't know is refused (its row may have been pruned); one it knows is
+    recognised as committed."""
+    rows = [("v1", "a", "2026-11-28 10:00:00")]
+    past = (1000.0, 2000.0)  # 1970: long before the ledger can vouch
+    async with trio_asyncio.open_loop():
+        conn = await open_conn(config)
+        try:
+            with pytest.raises(ledger.StaleBatch):
+                await ledger.commit(conn, "old-1", rows, Turn(), past)
+            with pytest.raises(ledger.StaleBatch):
+                await ledger.commit_row_by_row(conn, "old-1", rows, past)
+            assert (await ledger.commit(conn, "new-1", rows, Turn(), None)).now is True
+            assert await ledger.commit(conn, "new-1", rows, Turn(), past) == ledger.Committed(
+                now=False
+            )
+            now = (await conn.execute("SELECT UNIX_TIMESTAMP(NOW(3))"))[0][0]
+            fresh = (float(now) - 5, float(now) + 5)
+            assert (await ledger.commit(conn, "fresh-1", rows, Turn(), fresh)).now is True
+        finally:
+            conn.close()
+    assert sql_rows(config) == [("v1",), ("v1",)]
+
+
+def sql_rows(config: Config) -> list[tuple[object, ...]]:
+    return sql(config, "SELECT voter_id FROM votes ORDER BY id")
+
+
+async def test_refused_rows_are_recorded_so_a_retry_dead_letters_exactly_those(
+    config: Config,
+) -> None:
+    """Regression: after the row-by-row fallback committed and its reply was lost, the retry
+    hit the duplicate ledger key and never learnt which rows MySQL had refused."""
+    db = config.mysql_database
+    latin1 = VOTES_TABLE.split("votes", 1)[1].replace("utf8mb4", "latin1")
+    admin_sql(config, f"CREATE DATABASE `{db}`", f"CREATE TABLE `{db}`.votes {latin1}")
+    rows = [("plain", "a", "2026-11-28 10:00:00"), ("smile \U0001f600", "a", "2026-11-28 10:00:00")]
+    async with trio_asyncio.open_loop():
+        conn = await open_conn(config)
+        try:
+            with pytest.raises(ledger.BatchRejected):
+                await ledger.commit(conn, "b-7", rows, Turn())
+            assert await ledger.commit_row_by_row(conn, "b-7", rows) == ledger.Committed(
+                now=True, refused=[1]
+            )
+            # The reply was lost: the retry learns the outcome, and which rows were refused.
+            assert await ledger.commit(conn, "b-7", rows, Turn()) == ledger.Committed(
+                now=False, refused=[1]
+            )
+        finally:
+            conn.close()
+    assert sql_rows(config) == [("plain",)]
+
+
+async def test_a_session_whose_settings_were_reset_is_never_used_for_a_batch(
+    config: Config,
+) -> None:
+    """A proxy or pooler that resets session state (sql_mode, autocommit) would make the quote
+    doubling unsafe and split the one-transaction batch: the flags are checked first."""
+    rows = [("back\\slash' quote", "a", "2026-11-28 10:00:00")]
+    async with trio_asyncio.open_loop():
+        conn = await open_conn(config)
+        try:
+            await conn.execute("SET SESSION sql_mode = ''")
+            with pytest.raises(MySQLUnavailable, match="session settings were reset"):
+                await ledger.commit(conn, "b-1", rows, Turn())
+            assert not conn.is_open
+            await open_with_schema(conn)
+            await conn.execute("SET autocommit = 1")
+            with pytest.raises(MySQLUnavailable, match="session settings were reset"):
+                await ledger.commit(conn, "b-1", rows, Turn())
+            await open_with_schema(conn)
+            assert (await ledger.commit(conn, "b-1", rows, Turn())).now is True
+        finally:
+            conn.close()
+    assert sql_rows(config) == [("back\\slash' quote",)]
+
+
+async def test_an_old_ledger_gains_the_refused_column(config: Config) -> None:
+    db = config.mysql_database
+    old = "(batch_id VARCHAR(64) NOT NULL PRIMARY KEY, votes INT NOT NULL,"
+    old += " committed_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+    admin_sql(config, f"CREATE DATABASE `{db}`", f"CREATE TABLE `{db}`.vote_batches {old}")
+    async with trio_asyncio.open_loop():
+        (await open_conn(config)).close()
+    assert [r[0] for r in sql(config, "SHOW COLUMNS FROM vote_batches")][-1] == "refused"
+
+
+def test_values_are_quoted_for_no_backslash_escapes() -> None:
+    rows = [("o'neil", "a'", "2026-11-29 10:00:00"), ("back\\slash", "b", "2026-11-29 10:00:01")]
+    assert sqltext.values(rows) == [
+        "('o''neil','a''','2026-11-29 10:00:00')",
+        "('back\\slash','b','2026-11-29 10:00:01')",
+    ]

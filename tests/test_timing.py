@@ -10,12 +10,12 @@ import pytest
 import trio
 
 from trio_worker.config import from_env
-from trio_worker.heartbeat import period_s
+from trio_worker.heartbeat import Lease, period_s
 from trio_worker.liveness import Liveness
 from trio_worker.metrics import Metrics
 from trio_worker.pipeline import BLOCK_S, Consumer, Holdings, Permits
 from trio_worker.pipeline.shared import Shared
-from trio_worker.queue import Keys
+from trio_worker.queue import BATCH_BYTES, Item, Keys, Taken
 from trio_worker.retry import Backoff
 from trio_worker.status import Status
 
@@ -38,30 +38,43 @@ class TrickleQueue:
         now = trio.current_time()
         return sum(1 for t in self.arrivals if t <= now)
 
+    def _move(self, count: int) -> Taken:
+        n = min(count, self.chunk, self._arrived() - self.taken)
+        items: list[Item] = [
+            b'{"voter_id": "%d", "vote": "a"}' % (self.taken + i) for i in range(n)
+        ]
+        self.taken += n
+        return Taken(items, self._arrived() - self.taken, False)
+
     async def take(
-        self, key: str, count: int, *, append: bool, drop: Sequence[str] = ()
-    ) -> tuple[list[bytes], int]:
+        self,
+        key: str,
+        count: int,
+        *,
+        append: bool,
+        drop: Sequence[str] = (),
+        budget: int = BATCH_BYTES,
+    ) -> Taken:
         await trio.sleep(0.001)  # a round trip
         self.calls.append(trio.current_time())
-        n = min(count, self.chunk, self._arrived() - self.taken)
-        items = [b'{"voter_id": "%d", "vote": "a"}' % (self.taken + i) for i in range(n)]
-        self.taken += n
-        return items, self._arrived() - self.taken
+        return self._move(count)
 
     async def ping(self) -> None:
         await trio.sleep(0.001)
 
-    async def read(self, key: str) -> list[bytes]:
+    async def read(self, key: str) -> list[Item]:
         raise AssertionError("no Redis failure here: nothing is re-read")
 
-    async def wait_one(self, key: str, timeout_s: float) -> bytes | None:
+    async def wait_take(
+        self, key: str, count: int, timeout_s: float, *, drop: Sequence[str] = ()
+    ) -> Taken:
+        """Blocks until a vote arrives (or the timeout), then takes: one round trip."""
         deadline = trio.current_time() + timeout_s
-        while self._arrived() <= self.taken:
-            if trio.current_time() >= deadline:
-                return None
+        while self._arrived() <= self.taken and trio.current_time() < deadline:  # noqa: ASYNC110
             await trio.sleep(0.001)
-        self.taken += 1
-        return b'{"voter_id": "first", "vote": "a"}'
+        await trio.sleep(0.001)
+        self.calls.append(trio.current_time())
+        return self._move(count)
 
 
 def pipeline_over(queue: TrickleQueue, **changes: object) -> Consumer:
@@ -69,7 +82,9 @@ def pipeline_over(queue: TrickleQueue, **changes: object) -> Consumer:
     metrics = Metrics()
     live = Liveness(60)
     shared = Shared(config, Status.for_metrics(metrics), metrics, Holdings(), live)
-    return Consumer(shared, queue, Permits(1))
+    lease = Lease()
+    lease.hold()
+    return Consumer(shared, queue, Permits(1), lease, lambda: 1_700_000_000_000)
 
 
 async def test_an_idle_queue_flushes_at_once(autojump_clock: trio.abc.Clock) -> None:

@@ -139,7 +139,13 @@ async def test_health_ready_and_http_errors(config: Config, start_worker: Any) -
             break
         await trio.sleep(0.05)
     assert ready.status_code == 200
-    assert ready.json() == {"ready": True, "phase": "running", "redis": True, "database": True}
+    assert ready.json() == {
+        "ready": True,
+        "phase": "running",
+        "worker_id_conflict": False,
+        "redis": True,
+        "database": True,
+    }
     assert (await get(worker.url + "/nope")).status_code == 404
     async with httpx.AsyncClient() as client:
         assert (await client.post(worker.url + "/health")).status_code == 405
@@ -229,7 +235,7 @@ async def test_a_one_megabyte_message_is_handled(
     big_valid = orjson.dumps({"voter_id": "big", "vote": "a", "padding": padding})
     big_invalid = orjson.dumps({"voter_id": "x" * (1 << 20), "vote": "a"})
     push_raw(rds, config, big_valid, big_invalid, b'{"voter_id": "after", "vote": "b"}')
-    await start_worker(config)
+    await start_worker(config, max_message_bytes=2 << 20)  # over the 64 KiB default
     await wait_until(lambda: row_count(config) == 2, what="both valid rows")
     await wait_until(lambda: rds.llen(config.dead_letter_queue) == 1, what="the dead letter")
     assert sorted(r[0] for r in sql(config, "SELECT voter_id FROM votes")) == ["after", "big"]

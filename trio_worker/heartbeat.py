@@ -1,4 +1,11 @@
-"""The heartbeat: proves this worker alive, and samples the queue for the metrics."""
+"""The heartbeat: this process's lease on its worker id, and the queue depth for the metrics.
+
+The heartbeat key ``<queue>:worker:<id>`` holds a token of this process, with a TTL, refreshed
+three times per TTL. It is a lease: while it holds our token, no other process can take votes
+under our id (every script that takes votes checks it), and while another live process's
+token is there (a twin: a second process started with our WORKER_ID, or a restart while the old
+process is only paused), we take none, say so loudly, and wait for it to go.
+"""
 
 from __future__ import annotations
 
@@ -26,49 +33,102 @@ def period_s(ttl_s: float) -> float:
     return min(1.0, ttl_s / 3)
 
 
-async def beat(
-    queue: RedisQueue,
-    config: Config,
-    token: str,
-    status: Status,
-    metrics: Metrics,
-    live: Liveness,
-    done: trio.Event,
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Refresh ``<queue>:worker:<id>`` with a TTL on a fixed period until ``done``.
+class Lease:
+    """Whether this process holds its worker id: tasks that take votes wait for it."""
 
-    Started once the first beat is written. On the way out the key is deleted, so that other
-    workers take over anything this one leaves in flight at once.
-    """
+    def __init__(self) -> None:
+        self._held = trio.Event()
 
-    async def once() -> None:
-        await queue.heartbeat(config.worker_id, token, config.heartbeat_ttl_s)
-        metrics.queue_depth.set(await queue.depth())
+    @property
+    def held(self) -> bool:
+        return self._held.is_set()
 
-    period = period_s(config.heartbeat_ttl_s)
-    try:
-        await retry(status.redis, once)
-        task_status.started()
-        deadline = trio.current_time()
-        while not done.is_set():
-            live.busy("heartbeat")
-            metrics.ready.set(1 if status.ready else 0)
-            # sleep_until a deadline, so the period doesn't drift with the time each beat takes.
-            deadline = max(deadline + period, trio.current_time())
-            with trio.move_on_at(deadline):
-                await done.wait()
-                break
-            try:
-                await once()
-            except RedisUnavailable as exc:
-                status.redis.failed(exc)
-            else:
-                status.redis.succeeded()
-    finally:
-        live.forget("heartbeat")
-        metrics.ready.set(0)
-        shielded = trio.CancelScope(shield=True)
-        with shielded, trio.move_on_after(CLEANUP_S), contextlib.suppress(RedisUnavailable):
-            await queue.drop_heartbeat(config.worker_id)
+    async def wait(self) -> None:
+        await self._held.wait()
+
+    def hold(self) -> None:
+        self._held.set()
+
+    def lose(self) -> None:
+        if self._held.is_set():
+            self._held = trio.Event()
+
+
+class Heartbeat:
+    def __init__(
+        self,
+        queue: RedisQueue,
+        config: Config,
+        status: Status,
+        metrics: Metrics,
+        live: Liveness,
+        lease: Lease,
+    ) -> None:
+        self.queue = queue
+        self.config = config
+        self.status = status
+        self.metrics = metrics
+        self.live = live
+        self.lease = lease
+
+    async def run(
+        self, done: trio.Event, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Beat until ``done``; started once the lease is ours. On the way out the key is
+        deleted (if ours), so that other workers take over what we leave at once."""
+        period = period_s(self.config.heartbeat_ttl_s)
+        try:
+            while not self.lease.held:
+                await retry(self.status.redis, self._beat)
+                if not self.lease.held:
+                    await trio.sleep(period)
+            task_status.started()
+            deadline = trio.current_time()
+            while not done.is_set():
+                self.live.busy("heartbeat")
+                self.metrics.ready.set(1 if self.status.ready else 0)
+                # sleep_until a deadline, so the period doesn't drift with each beat's time.
+                deadline = max(deadline + period, trio.current_time())
+                with trio.move_on_at(deadline):
+                    await done.wait()
+                    break
+                try:
+                    await self._beat()
+                except RedisUnavailable as exc:
+                    self.status.redis.failed(exc)
+                else:
+                    self.status.redis.succeeded()
+        finally:
+            self.live.forget("heartbeat")
+            self.metrics.ready.set(0)
+            shielded = trio.CancelScope(shield=True)
+            with shielded, trio.move_on_after(CLEANUP_S), contextlib.suppress(RedisUnavailable):
+                await self.queue.unbeat()
+
+    async def _beat(self) -> None:
+        left_ms = await self.queue.beat(self.config.heartbeat_ttl_s)
+        if left_ms:
+            self._conflict(left_ms)
+        elif not self.lease.held:
+            if self.status.conflict:
+                log.warning("worker id free again: taking votes", extra=self._who())
+            self.status.conflict = False
+            self.metrics.worker_id_conflict.set(0)
+            self.lease.hold()
+        depth, oldest = await self.queue.sample()
+        self.metrics.queue_depth.set(depth)
+        self.metrics.oldest_vote.cast_at = oldest
+
+    def _conflict(self, left_ms: int) -> None:
+        if not self.status.conflict:
+            log.error(
+                "worker id in use by another live process (its heartbeat is fresh): taking no"
+                " votes until it is gone; two live processes must never share a WORKER_ID",
+                extra={**self._who(), "other_expires_in_ms": left_ms},
+            )
+        self.status.conflict = True
+        self.metrics.worker_id_conflict.set(1)
+        self.lease.lose()
+
+    def _who(self) -> dict[str, str]:
+        return {"worker_id": self.config.worker_id}

@@ -97,6 +97,7 @@ def create_app(status: Status, metrics: Metrics, probes: Probes, live: Liveness)
         body: dict[str, object] = {
             "ready": status.ready,
             "phase": status.phase,
+            "worker_id_conflict": status.conflict,
             "redis": bool(status.redis.ok),
             "database": bool(status.mysql.ok),
         }

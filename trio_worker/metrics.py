@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from trio_worker.messages import REASONS
 
@@ -10,6 +15,26 @@ from trio_worker.messages import REASONS
 # votes must not create an unbounded number of series.
 MAX_VOTE_LABELS = 32
 OTHER_VOTE = "__other__"
+
+
+class OldestVote(Collector):
+    """``vote_queue_oldest_age_seconds``: how long the oldest waiting vote has waited, from its
+    ``timestamp`` (sampled with the queue depth, aged at each scrape); absent when it has none."""
+
+    NAME = "vote_queue_oldest_age_seconds"
+    HELP = "Age of the oldest waiting vote, from its timestamp (absent when it has none)"
+
+    def __init__(self) -> None:
+        self.cast_at: datetime | None = None  # naive UTC
+
+    def describe(self) -> list[Metric]:
+        return [GaugeMetricFamily(self.NAME, self.HELP)]
+
+    def collect(self) -> Iterator[Metric]:
+        if self.cast_at is not None:
+            now = datetime.now(UTC).replace(tzinfo=None)
+            age = max(0.0, (now - self.cast_at).total_seconds())
+            yield GaugeMetricFamily(self.NAME, self.HELP, value=age)
 
 
 class Metrics:
@@ -61,6 +86,13 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("worker_ready", "1 while the worker is taking work", registry=r)
+        self.oldest_vote = OldestVote()
+        r.register(self.oldest_vote)
+        self.worker_id_conflict = Gauge(
+            "worker_id_conflict",
+            "1 while another live process holds this process's WORKER_ID (it takes no votes)",
+            registry=r,
+        )
         for reason in REASONS:
             self.dead_letters.labels(reason)
         self._choices = choices

@@ -64,8 +64,9 @@ class StoreHealth:
     last_error: str = ""
 
     def failed(self, exc: StoreUnavailable) -> None:
-        """Flag the store down and count the error; log only when it goes down."""
-        if self.ok is not False:
+        """Flag the store down and count the error; log when it goes down, and when the reason
+        changes (a dropped table, then a refused CREATE), not at every retry."""
+        if self.ok is not False or str(exc) != self.last_error:
             log.warning("%s unavailable", self.name, extra={"error": str(exc)})
         self.ok = False
         self.last_error = str(exc)
@@ -85,7 +86,7 @@ async def retry(
 ) -> T:
     """Run ``operation`` until it succeeds, through any number of ``health.errors``;
     ``step()`` before each attempt (a task proving it still makes progress)."""
-    backoff = Backoff()
+    backoff: Backoff | None = None  # made on the first failure (its Random seeds from urandom)
     while True:
         if step is not None:
             step()
@@ -93,6 +94,7 @@ async def retry(
             result = await operation()
         except health.errors as exc:
             health.failed(exc)
+            backoff = Backoff() if backoff is None else backoff
             await backoff.sleep()
             continue
         health.succeeded()

@@ -26,18 +26,21 @@ from __future__ import annotations
 import logging
 import secrets
 import signal
+from dataclasses import dataclass
 
 import trio
 import trio_asyncio
 
 from trio_worker.config import Config
-from trio_worker.heartbeat import CLEANUP_S, beat
+from trio_worker.heartbeat import CLEANUP_S, Heartbeat, Lease
 from trio_worker.http import Probes, create_app, serve_http
 from trio_worker.liveness import SLACK_S, Liveness
 from trio_worker.metrics import Metrics
+from trio_worker.mysql.clock import ServerClock
 from trio_worker.mysql.connection import Connection
 from trio_worker.pipeline import BLOCK_S, FLUSHERS, Consumer, Flushers, Holdings, Permits, Recovery
 from trio_worker.pipeline.batch import Batch
+from trio_worker.pipeline.pruner import Pruner
 from trio_worker.pipeline.shared import Shared
 from trio_worker.queue import Boundary, RedisQueue, connect
 from trio_worker.status import Status
@@ -82,6 +85,39 @@ async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
     scope.cancel()
 
 
+@dataclass(frozen=True)
+class Pipeline:
+    """The tasks ``run`` starts after HTTP, in dependency order."""
+
+    heartbeat: Heartbeat
+    pruner: Pruner
+    flushers: Flushers
+    recovery: Recovery
+    consumer: Consumer
+
+    async def start(
+        self,
+        root: trio.Nursery,
+        stop: trio.Event,
+        finished: trio.Event,
+        drained: trio.Event,
+    ) -> bool:
+        """Start every task in ``root``, each once its connections are open; a stop before the
+        end abandons the start. Returns whether the flushers run (then they set ``drained``)."""
+        send, receive = trio.open_memory_channel[Batch](0)
+        flushing = False
+        async with send, trio.open_nursery() as starting:
+            starting.start_soon(_cancel_when, stop, starting.cancel_scope)
+            await root.start(self.heartbeat.run, finished)  # the worker id is ours
+            await root.start(self.pruner.run, finished)
+            await root.start(self.flushers.run, receive, drained)
+            flushing = True
+            await root.start(self.recovery.run, send.clone(), stop)
+            await root.start(self.consumer.run, send.clone(), stop)
+            starting.cancel_scope.cancel()
+        return flushing
+
+
 async def run(
     config: Config,
     *,
@@ -101,37 +137,30 @@ async def run(
     finished = trio.Event()
     async with trio_asyncio.open_loop():
         boundary = Boundary(connect(config, block_s=BLOCK_S), config.redis_address)
-        queue = RedisQueue(boundary, config)
+        queue = RedisQueue(boundary, config, token=secrets.token_hex(8))
+        lease = Lease()
         probe = Connection(config)
         live = Liveness(config.mysql_read_timeout_s + SLACK_S)
         shared = Shared(config, status, metrics, Holdings(), live)
-        permits = Permits(FLUSHERS)
+        permits, clock = Permits(FLUSHERS), ServerClock()
+        pipeline = Pipeline(
+            Heartbeat(queue, config, status, metrics, live, lease),
+            Pruner(shared, queue, clock),
+            Flushers(shared, queue, clock),
+            Recovery(shared, queue, permits, lease),
+            Consumer(shared, queue, permits, lease, clock.now_ms),
+        )
         app = create_app(status, metrics, Probes(queue, probe), live)
         try:
             async with trio.open_nursery() as root:
                 signals = await root.start(watch_signals, stop, root.cancel_scope)
                 binds = await root.start(serve_http, app, config, finished.wait)
                 task_status.started(binds)
-                send, receive = trio.open_memory_channel[Batch](0)
-                flushing = False
-                # Started in dependency order; a stop before the end abandons the start.
-                async with send, trio.open_nursery() as starting:
-                    starting.start_soon(_cancel_when, stop, starting.cancel_scope)
-                    await root.start(
-                        beat, queue, config, secrets.token_hex(8), status, metrics, live, finished
-                    )
-                    await root.start(Flushers(shared, queue).run, receive, drained)
-                    flushing = True
-                    for task in (
-                        Recovery(shared, queue, permits),
-                        Consumer(shared, queue, permits),
-                    ):
-                        await root.start(task.run, send.clone(), stop)
+                if not await pipeline.start(root, stop, finished, drained):
+                    drained.set()  # nothing was taken: there is nothing to drain
+                if not stop.is_set():
                     status.phase = "running"
                     log.info("started", extra={"worker_id": config.worker_id, "http": binds})
-                    starting.cancel_scope.cancel()
-                if not flushing:
-                    drained.set()  # nothing was taken: there is nothing to drain
                 await stop.wait()
                 status.phase = "draining"
                 root.cancel_scope.deadline = trio.current_time() + config.shutdown_timeout_s

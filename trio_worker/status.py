@@ -19,6 +19,8 @@ class Status:
     redis: StoreHealth
     mysql: StoreHealth
     phase: Phase = "starting"
+    # Another live process holds our worker id: we take nothing (see heartbeat.Lease).
+    conflict: bool = False
 
     @classmethod
     def for_metrics(cls, metrics: Metrics) -> Status:
@@ -29,5 +31,10 @@ class Status:
 
     @property
     def ready(self) -> bool:
-        """Taking work: started, not draining, and neither store cut off."""
-        return self.phase == "running" and bool(self.redis.ok) and bool(self.mysql.ok)
+        """Taking work: started, not draining, our worker id ours, and neither store cut off."""
+        return (
+            self.phase == "running"
+            and not self.conflict
+            and bool(self.redis.ok)
+            and bool(self.mysql.ok)
+        )

@@ -59,14 +59,21 @@ def _produce(args: argparse.Namespace, config: Config) -> int:
 
 def _dlq(args: argparse.Namespace, config: Config) -> int:
     if args.dlq_command == "list":
-        for item in trio.run(dlq_list, config, args.limit):
+        for item in trio.run(dlq_list, config, args.limit, args.reason):
             print(orjson.dumps(item).decode())
         return 0
     if args.dlq_command == "requeue":
-        moved = trio.run(dlq_requeue, config, None if args.all else args.limit)
+        done = trio.run(dlq_requeue, config, None if args.all else args.limit, args.reason)
         print(
-            f"requeued {moved} dead letters from {config.dead_letter_queue} to {config.vote_queue}"
+            f"requeued {done.moved} dead letters from {config.dead_letter_queue}"
+            f" to {config.vote_queue}"
         )
+        if done.left_stale:
+            print(
+                f"left {done.left_stale} stale_batch letters: their votes may already be stored;"
+                " check MySQL, then requeue them with --reason stale_batch",
+                file=sys.stderr,
+            )
         return 0
     if not args.yes:
         count = trio.run(dead_letter_count, config)

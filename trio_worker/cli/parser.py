@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from trio_worker.config.variables import help_text
+from trio_worker.messages import REASONS
 
 EXIT_STATUSES = """\
 exit status:
@@ -110,22 +111,27 @@ def build_parser() -> argparse.ArgumentParser:
     dl = dsub.add_parser(
         "list",
         help="print dead letters as JSON lines, oldest first",
-        description="Print dead-letter envelopes (message, encoding, reason, worker_id, time)"
-        " as JSON lines, oldest first. Nothing is removed.",
+        description="Print dead-letter envelopes (message, encoding, reason, worker_id, time;"
+        " for too_large ones the message is a preview, with size and original_key) as JSON"
+        " lines, oldest first. Nothing is removed.",
     )
     dl.add_argument(
         "--limit", type=_positive_int, default=20, help="how many to print (default 20)"
     )
+    dl.add_argument("--reason", choices=REASONS, help="only letters of this reason")
     dr = dsub.add_parser(
         "requeue",
         help="move dead letters back to the queue",
         description="Move dead letters, oldest first, back onto VOTE_QUEUE: each one exactly"
-        " once, atomically. A message that is still invalid is dead-lettered again by the"
-        " worker. Fix the producer (or VOTE_CHOICES) first.",
+        " once, atomically (too_large ones from the list that keeps their original). A message"
+        " that is still invalid is dead-lettered again by the worker. Fix the producer (or"
+        " VOTE_CHOICES, or MAX_MESSAGE_BYTES) first. stale_batch letters stay unless asked for"
+        " with --reason stale_batch: their votes may already be stored (check MySQL first).",
     )
     group = dr.add_mutually_exclusive_group(required=True)
     group.add_argument("--all", action="store_true", help="every dead letter there is now")
     group.add_argument("--limit", type=_positive_int, help="at most this many, oldest first")
+    dr.add_argument("--reason", choices=REASONS, help="only letters of this reason")
     dp = dsub.add_parser(
         "purge",
         help="delete every dead letter",

@@ -34,6 +34,7 @@ class Code(IntEnum):
 
     DUPLICATE_ENTRY = 1062
     PARSE_ERROR = 1064
+    NO_SUCH_THREAD = 1094  # KILL of a session that is gone
     # A row's values.
     BAD_NULL = 1048
     WARN_DATA_OUT_OF_RANGE = 1264

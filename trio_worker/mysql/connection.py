@@ -1,29 +1,65 @@
 """One MySQL connection: opened with the worker's session settings, used, closed hard.
 
 Every call runs on the asyncio loop through ``run``, inside the error boundary
-(``codes.mysql_errors``). A failure of the connection, or a cancellation mid-call (the protocol
-state is then unknown), closes it; the owner opens a new one. Not shared between tasks.
+(``codes.mysql_errors``) and under ``MYSQL_READ_TIMEOUT_S``: a server or network that stops
+answering (a dead host that sent no FIN) is given up on after that long. A connection that fails
+or is given up on is *abandoned*: its server session may still hold the batch's ledger row lock,
+so the next ``open`` kills it (``KILL``) from the new connection, when the new connection reaches
+the same server, instead of waiting for the server's own timeouts. Not shared between tasks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncmy
+import asyncmy.errors
+import trio
 
 from trio_worker.bridge import aio
 from trio_worker.config import Config
 from trio_worker.errors import MySQLUnavailable
-from trio_worker.mysql.codes import mysql_errors
+from trio_worker.mysql.codes import Code, code_of, mysql_errors
 from trio_worker.mysql.sql import SESSION
 
 T = TypeVar("T")
 
+log = logging.getLogger("trio_worker.mysql")
+
 # Replaced when idle this long, before the session's wait_timeout (600 s) could cut it.
 IDLE_RECONNECT_S = 500.0
+CONNECT_TIMEOUT_S = 5
+# Two boot times this close are one server run (an uptime is read a moment after the clock).
+_SAME_BOOT_S = 5.0
+
+# Who we are talking to, what it allows, and its clock: one round trip after connecting.
+_HELLO = (
+    "SELECT CONNECTION_ID(), @@max_allowed_packet, @@hostname, @@port, UNIX_TIMESTAMP(NOW(6));"
+    "SHOW GLOBAL STATUS LIKE 'Uptime'"
+)
+
+
+@dataclass(frozen=True)
+class Server:
+    """What the session learned about its server at connect."""
+
+    session_id: int
+    max_packet: int
+    host: str
+    port: int
+    booted_at: float  # the server's clock, seconds
+    clock_offset_s: float  # the server's clock minus ours
+
+    def same_run(self, other: Server) -> bool:
+        """Whether ``other`` is this server, not restarted since (session ids restart)."""
+        return (self.host, self.port) == (other.host, other.port) and abs(
+            self.booted_at - other.booted_at
+        ) < _SAME_BOOT_S
 
 
 class Connection:
@@ -32,7 +68,9 @@ class Connection:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.address = config.mysql_address
+        self.server: Server | None = None
         self._raw: Any = None
+        self._abandoned: Server | None = None
         self._last_used = time.monotonic()
 
     @property
@@ -46,22 +84,70 @@ class Connection:
     async def open(self, *, database: bool = True) -> None:
         """(Re)connect, with or without the configured database selected."""
         self.close()
-        c = self.config
-        with mysql_errors(self.address):
-            self._raw = await aio(
-                asyncmy.connect,
-                host=c.mysql_host,
-                port=c.mysql_port,
-                unix_socket=c.mysql_unix_socket,
-                user=c.mysql_user,
-                password=c.mysql_password,
-                db=c.mysql_database if database else None,
-                charset="utf8mb4",
-                autocommit=False,
-                connect_timeout=5,
-            )
+        with trio.move_on_after(CONNECT_TIMEOUT_S + self.config.mysql_read_timeout_s) as scope:
+            with mysql_errors(self.address):
+                self._raw = await aio(asyncmy.connect, **self.connect_options(database))
+        if scope.cancelled_caught:
+            raise MySQLUnavailable(self.address, "timed out while connecting")
         self._last_used = time.monotonic()
         await self.execute(SESSION)
+        before = time.time()
+        rows, uptime = await self._hello()
+        after = time.time()
+        session_id, max_packet, host, port, server_now = rows[0]
+        self.server = Server(
+            int(session_id),
+            int(max_packet),
+            str(host),
+            int(port),
+            float(server_now) - float(uptime),
+            float(server_now) - (before + after) / 2,
+        )
+        await self._kill_abandoned()
+
+    def connect_options(self, database: bool) -> dict[str, Any]:
+        """asyncmy.connect's arguments."""
+        c = self.config
+        return {
+            "host": c.mysql_host,
+            "port": c.mysql_port,
+            "unix_socket": c.mysql_unix_socket,
+            "user": c.mysql_user,
+            "password": c.mysql_password,
+            "db": c.mysql_database if database else None,
+            "charset": "utf8mb4",
+            "autocommit": False,
+            "connect_timeout": CONNECT_TIMEOUT_S,
+        }
+
+    async def _hello(self) -> tuple[list[tuple[Any, ...]], str]:
+        async def job(raw: Any) -> tuple[list[tuple[Any, ...]], str]:
+            async with raw.cursor() as cur:
+                await cur.execute(_HELLO)
+                rows = list(await cur.fetchall())
+                await cur.nextset()
+                uptime = (await cur.fetchall())[0][1]
+            await raw.commit()
+            return rows, str(uptime)
+
+        return await self.run(job)
+
+    async def _kill_abandoned(self) -> None:
+        """Kill the session of the connection we gave up on, if it is on this same server."""
+        old, self._abandoned = self._abandoned, None
+        if old is None or self.server is None or not old.same_run(self.server):
+            return
+
+        async def job(raw: Any) -> None:
+            async with raw.cursor() as cur:
+                try:
+                    await cur.execute(f"KILL CONNECTION {old.session_id}")
+                except asyncmy.errors.MySQLError as exc:
+                    if code_of(exc) != Code.NO_SUCH_THREAD:
+                        raise
+
+        await self.run(job)
+        log.info("killed the abandoned session", extra={"session_id": old.session_id})
 
     def close(self) -> None:
         """A hard close: no QUIT round trip that could hang on a dead peer."""
@@ -69,26 +155,38 @@ class Connection:
         if raw is not None:
             raw.close()
 
-    async def run(self, job: Callable[[Any], Awaitable[T]]) -> T:
-        """Run ``job(raw_connection)`` on the asyncio loop, errors mapped.
+    def abandon(self) -> None:
+        """Close after a failure: the server may still hold the session (and its locks), so
+        the next ``open`` kills it."""
+        if self._raw is not None and self.server is not None:
+            self._abandoned = self.server
+        self.close()
 
-        ``MySQLUnavailable`` (and a cancellation) close the connection; ``RowRefused`` leaves
-        it open: only the refused statement was rolled back.
+    async def run(self, job: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``job(raw_connection)`` on the asyncio loop, errors mapped, under the read
+        timeout.
+
+        ``MySQLUnavailable``, a timeout and a cancellation abandon the connection;
+        ``RowRefused`` leaves it open: only the refused statement was rolled back.
         """
         raw = self._raw
         if raw is None:
             raise MySQLUnavailable(self.address, "not connected")
         self._last_used = time.monotonic()
+        timeout = self.config.mysql_read_timeout_s
         try:
-            with mysql_errors(self.address):
+            with trio.move_on_after(timeout) as scope, mysql_errors(self.address):
                 return await aio(job, raw)
         except MySQLUnavailable:
-            self.close()
+            self.abandon()
             raise
         except BaseException as exc:
             if not isinstance(exc, Exception):
-                self.close()  # cancelled mid-call: the protocol state is unknown
+                self.abandon()  # cancelled mid-call: the protocol state is unknown
             raise
+        assert scope.cancelled_caught
+        self.abandon()
+        raise MySQLUnavailable(self.address, f"no answer within {timeout:g} s")
 
     async def execute(self, sql: str) -> list[tuple[Any, ...]]:
         """Run one statement; return its rows (none for a statement that returns none)."""
@@ -101,15 +199,15 @@ class Connection:
         return await self.run(job)
 
     async def commit(self) -> None:
-        """COMMIT. Any failure closes the connection: the outcome is unknown until retried."""
+        """COMMIT. Any failure abandons the connection: the outcome is unknown until retried."""
         try:
             await self.run(lambda raw: raw.commit())
         except Exception:
-            self.close()
+            self.abandon()
             raise
 
     async def rollback(self) -> None:
-        """ROLLBACK, best effort: a connection that can't is closed (the server rolls back)."""
+        """ROLLBACK, best effort: a connection that can't is abandoned (the server rolls back)."""
         if self._raw is None:
             return
         with contextlib.suppress(MySQLUnavailable):

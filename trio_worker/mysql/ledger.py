@@ -5,22 +5,44 @@ If the batch was committed before, by us before a crash or a lost COMMIT reply, 
 worker that took it over, the ledger insert fails with a duplicate key and nothing is inserted
 twice. A transaction still open elsewhere for the same batch holds the ledger row's lock, so the
 second one waits for it and then learns the outcome: there is no window for a double insert.
+
+Ledger rows are pruned after ``LEDGER_RETENTION_S``, so the ledger can only vouch for batches
+younger than that: the ledger insert carries the batch's age bounds, judged by the server's
+clock, and a batch outside them is refused as stale (``StaleBatch``) rather than committed. The
+rows MySQL refused in a batch committed row by row are recorded in its ledger row, so whoever
+commits the batch again dead-letters exactly those.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from trio_worker.errors import MySQLUnavailable
 from trio_worker.messages import Row
 from trio_worker.mysql import sql
-from trio_worker.mysql.codes import DuplicateEntry, RowRefused
+from trio_worker.mysql.codes import Code, DuplicateEntry, RowRefused
 from trio_worker.mysql.connection import Connection
+
+# Room kept in each packet below the server's max_allowed_packet (the packet's own header,
+# the statement separators).
+_PACKET_SLACK = 1024
 
 
 class BatchRejected(Exception):
     """MySQL refused a row of the batch (not the connection): commit it row by row instead."""
+
+
+class StaleBatch(Exception):
+    """The batch is older than the ledger can vouch for, and the ledger doesn't know it: it may
+    have been committed and its ledger row pruned. It must not be committed."""
+
+
+@dataclass(frozen=True)
+class Committed:
+    now: bool  # committed by this call; False: it was committed before
+    refused: list[int] = field(default_factory=list)  # positions in rows MySQL refused
 
 
 class InsertTurn(Protocol):
@@ -31,66 +53,136 @@ class InsertTurn(Protocol):
     def give_back(self) -> None: ...
 
 
-async def commit(conn: Connection, batch_id: str, rows: Sequence[Row], turn: InsertTurn) -> bool:
+def packets(ledger: str, rows: Sequence[Row], max_packet: int) -> list[tuple[str, list[str]]]:
+    """The transaction's statements (ledger, rows, COMMIT) as multi-statement packets, each
+    under ``max_packet`` bytes: ``(text, the kind of each statement in it)``.
+
+    Almost always one packet; a batch whose text could exceed the server's limit has its rows
+    split over several INSERTs, grouped into as few packets as fit.
+    """
+    limit = max_packet - min(_PACKET_SLACK, max_packet // 8)
+    votes = sql.values(rows)
+    whole = f"{ledger};{sql.VOTES_INSERT}{','.join(votes)};COMMIT"
+    if 4 * len(whole) <= limit or len(whole.encode()) <= limit:
+        return [(whole, ["ledger", "rows", "commit"])]
+    statements: list[tuple[str, str]] = [("ledger", ledger)]
+    chunk: list[str] = []
+    size = len(sql.VOTES_INSERT)
+    for value in votes:
+        grow = len(value.encode()) + 1
+        if chunk and size + grow > limit:
+            statements.append(("rows", sql.VOTES_INSERT + ",".join(chunk)))
+            chunk, size = [], len(sql.VOTES_INSERT)
+        chunk.append(value)
+        size += grow
+    statements += [("rows", sql.VOTES_INSERT + ",".join(chunk)), ("commit", "COMMIT")]
+    grouped: list[tuple[str, list[str]]] = []
+    texts: list[str] = []
+    kinds: list[str] = []
+    size = 0
+    for kind, text in statements:
+        grow = len(text.encode()) + 1
+        if texts and size + grow > limit:
+            grouped.append((";".join(texts), kinds))
+            texts, kinds, size = [], [], 0
+        texts.append(text)
+        kinds.append(kind)
+        size += grow
+    grouped.append((";".join(texts), kinds))
+    return grouped
+
+
+async def commit(
+    conn: Connection,
+    batch_id: str,
+    rows: Sequence[Row],
+    turn: InsertTurn,
+    fresh: tuple[float, float] | None = None,
+) -> Committed:
     """Insert the ledger entry and the rows, and commit: one transaction, one round trip.
 
-    True if this call committed them, False if the batch was committed before. Raises
-    ``MySQLUnavailable`` (outcome unknown until retried) or ``BatchRejected``.
+    Raises ``MySQLUnavailable`` (outcome unknown until retried), ``BatchRejected`` or
+    ``StaleBatch``. ``fresh``: the ledger's age bounds (``sql.insert_ledger``).
 
-    The three statements go as one multi-statement packet (asyncmy always allows them; every
-    value is quoted under NO_BACKSLASH_ESCAPES, so none can end its literal early). The server
-    runs them in order and stops at the first error: after a duplicate ledger key nothing else
-    ran, and after a refused row the COMMIT did not run. ``turn`` is taken before the packet
-    goes and given back as soon as the rows are in, the COMMIT still running.
+    The statements go as multi-statement packets (asyncmy always allows them; every value is
+    quoted under NO_BACKSLASH_ESCAPES, so none can end its literal early). The server runs them
+    in order and stops at the first error: after a duplicate ledger key nothing else ran, and
+    after a refused row the COMMIT did not run. ``turn`` is taken before the first packet goes
+    and given back as soon as the rows are in, the COMMIT still running.
     """
-    packet = ";".join((sql.insert_ledger(batch_id, len(rows)), sql.insert_votes(rows), "COMMIT"))
+    assert conn.server is not None
+    plan = packets(sql.insert_ledger(batch_id, len(rows), fresh), rows, conn.server.max_packet)
     step = "ledger"
 
     async def transaction(raw: Any) -> None:
-        # Runs on the asyncio loop: one hop from Trio and one round trip for the batch (the
-        # hops and round trips, not MariaDB, dominated a small batch's commit time).
+        # Runs on the asyncio loop: one hop from Trio, and (almost always) one round trip.
         nonlocal step
         async with raw.cursor() as cur:
-            await cur.execute(packet)
-            step = "rows"
-            await cur.nextset()
-            turn.give_back()
-            step = "commit"
-            await cur.nextset()
+            for text, kinds in plan:
+                for i, kind in enumerate(kinds):
+                    if kind == "commit":
+                        turn.give_back()
+                    step = kind
+                    await (cur.execute(text) if i == 0 else cur.nextset())
 
     await turn.take()
     try:
         await conn.run(transaction)
     except RowRefused as exc:
-        if step == "ledger" and isinstance(exc, DuplicateEntry):
-            await conn.rollback()
-            return False
+        if step == "ledger":
+            return await _ledger_refused(conn, batch_id, exc)
         if step == "rows":
             await conn.rollback()
             raise BatchRejected(str(exc)) from exc
-        raise _unknown_outcome(conn, step) from exc
+        conn.abandon()
+        raise MySQLUnavailable(conn.address, f"unexpected refusal at the {step} step") from exc
     finally:
         turn.give_back()
-    return True
+    return Committed(now=True)
 
 
-def _unknown_outcome(conn: Connection, step: str) -> MySQLUnavailable:
-    conn.close()
-    return MySQLUnavailable(conn.address, f"unexpected refusal at the {step} step")
+async def _ledger_refused(conn: Connection, batch_id: str, exc: RowRefused) -> Committed:
+    """The ledger row was refused (nothing after it ran): the session was reset, the batch was
+    committed before (a duplicate key), or it is older than the ledger vouches for."""
+    if exc.code == Code.BAD_NULL and "batch_id" in str(exc):
+        conn.abandon()
+        raise MySQLUnavailable(conn.address, "session settings were reset (a proxy?): reconnecting")
+    if not (isinstance(exc, DuplicateEntry) or exc.code == Code.BAD_NULL):
+        conn.abandon()
+        raise MySQLUnavailable(conn.address, f"the ledger refused the batch ({exc})") from exc
+    await conn.rollback()
+    return await _known(conn, batch_id, stale=not isinstance(exc, DuplicateEntry))
+
+
+async def _known(conn: Connection, batch_id: str, *, stale: bool) -> Committed:
+    """The batch's ledger entry: committed before, with the rows it refused then. A stale
+    batch the ledger doesn't know raises ``StaleBatch``; its row can only have been pruned."""
+    found = await conn.execute(sql.ledger_entry(batch_id))
+    await conn.commit()
+    if not found:
+        if stale:
+            raise StaleBatch(batch_id)
+        # The duplicate's row is gone already (pruned just now): it was committed.
+        return Committed(now=False)
+    refused = found[0][0]
+    return Committed(
+        now=False, refused=[int(p) for p in str(refused).split(",")] if refused else []
+    )
 
 
 async def commit_row_by_row(
-    conn: Connection, batch_id: str, rows: Sequence[Row]
-) -> tuple[bool, list[int]]:
-    """The slow path after ``BatchRejected``: one transaction, each row its own statement.
-
-    Returns (committed now, indexes of the rows MySQL refused); a refused row is not stored.
+    conn: Connection,
+    batch_id: str,
+    rows: Sequence[Row],
+    fresh: tuple[float, float] | None = None,
+) -> Committed:
+    """The slow path after ``BatchRejected``: one transaction, each row its own statement; the
+    positions of the rows MySQL refused are recorded in the ledger row, in the same transaction.
     """
     try:
-        await conn.execute(sql.insert_ledger(batch_id, len(rows)))
-    except DuplicateEntry:
-        await conn.rollback()
-        return False, []
+        await conn.execute(sql.insert_ledger(batch_id, len(rows), fresh))
+    except RowRefused as exc:
+        return await _ledger_refused(conn, batch_id, exc)
     refused: list[int] = []
     for i, row in enumerate(rows):
         try:
@@ -98,21 +190,26 @@ async def commit_row_by_row(
         except RowRefused:
             # A failed statement is rolled back alone; the transaction goes on.
             refused.append(i)
+    if refused:
+        await conn.execute(sql.set_refused(batch_id, refused))
     await conn.commit()
-    return True, refused
+    return Committed(now=True, refused=refused)
 
 
-async def prune(conn: Connection, older_than_s: int, limit: int = 10_000) -> int:
-    """Forget ledger rows older than ``older_than_s``; return how many went.
+async def prune(
+    conn: Connection, older_than_s: int, keep: Sequence[str] = (), limit: int = 10_000
+) -> int:
+    """Forget ledger rows older than ``older_than_s``, never those of the batches ``keep`` (a
+    list of theirs may still be in Redis); return how many went."""
+    deleted = 0
+    while True:
 
-    A batch id must outlive every copy of its batch: the in-flight list (gone once finished)
-    and a paused worker's memory.
-    """
+        async def job(raw: Any) -> int:
+            async with raw.cursor() as cur:
+                return int(await cur.execute(sql.prune_ledger(older_than_s, limit, keep)))
 
-    async def job(raw: Any) -> int:
-        async with raw.cursor() as cur:
-            return int(await cur.execute(sql.prune_ledger(older_than_s, limit)))
-
-    deleted = await conn.run(job)
-    await conn.commit()
-    return deleted
+        went = await conn.run(job)
+        await conn.commit()
+        deleted += went
+        if went < limit:
+            return deleted

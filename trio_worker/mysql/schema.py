@@ -26,11 +26,14 @@ CREATE TABLE IF NOT EXISTS vote_batches (
     batch_id VARCHAR(64) NOT NULL PRIMARY KEY,
     votes INT NOT NULL,
     committed_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    refused TEXT NULL,
     INDEX idx_committed_at (committed_at)
 ) DEFAULT CHARSET=ascii
 """
 
 TABLES = (("votes", VOTES_TABLE), ("vote_batches", LEDGER_TABLE))
+# Columns added to a table after its first release: (table, column, definition).
+ADDED_COLUMNS = (("vote_batches", "refused", "TEXT NULL"),)
 
 
 async def database_exists(conn: Connection, database: str) -> bool:
@@ -48,8 +51,17 @@ async def table_exists(conn: Connection, database: str, table: str) -> bool:
     return int(found[0][0]) > 0
 
 
+async def column_exists(conn: Connection, database: str, table: str, column: str) -> bool:
+    found = await conn.execute(
+        "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA ="
+        f" {quote(database)} AND TABLE_NAME = {quote(table)} AND COLUMN_NAME = {quote(column)}"
+    )
+    return int(found[0][0]) > 0
+
+
 async def open_with_schema(conn: Connection) -> None:
-    """Connect, creating the database, the votes table and the ledger where missing."""
+    """Connect, creating the database, the votes table and the ledger where missing (and the
+    ledger's newer columns: an account without ALTER rights can add them beforehand)."""
     db = conn.config.mysql_database  # validated by config: needs no escaping as an identifier
     await conn.open(database=False)
     if not await database_exists(conn, db):
@@ -58,6 +70,9 @@ async def open_with_schema(conn: Connection) -> None:
     for table, ddl in TABLES:
         if not await table_exists(conn, db, table):
             await conn.execute(ddl)
+    for table, column, definition in ADDED_COLUMNS:
+        if not await column_exists(conn, db, table, column):
+            await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
     await conn.commit()
 
 

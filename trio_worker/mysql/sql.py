@@ -16,11 +16,17 @@ from trio_worker.messages import Row
 # transaction, and the ledger row lock that makes another worker wait for the same batch, go
 # after this long rather than the server's default of 8 hours. Idle connections are replaced
 # before that (``Connection.IDLE_RECONNECT_S``) so it never cuts a healthy worker.
+# lock_wait_timeout: a metadata lock (the schema's ALTER on an upgrade, waiting behind another
+# session's transaction, blocks every insert queued after it) is given up after 10 s, not a year.
 WAIT_TIMEOUT_S = 600
 SESSION = (
     "SET SESSION sql_mode='STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES,NO_ENGINE_SUBSTITUTION',"
-    f" time_zone='+00:00', innodb_lock_wait_timeout=10, wait_timeout={WAIT_TIMEOUT_S}"
+    " time_zone='+00:00', innodb_lock_wait_timeout=10, lock_wait_timeout=10,"
+    f" wait_timeout={WAIT_TIMEOUT_S}"
 )
+
+
+_Q, _QQ = "'", "''"
 
 
 def quote(text: str) -> str:
@@ -30,19 +36,62 @@ def quote(text: str) -> str:
     return f"'{text}'"
 
 
+VOTES_INSERT = "INSERT INTO votes (voter_id, vote, timestamp) VALUES "
+
+
+def values(rows: Sequence[Row]) -> list[str]:
+    """Each row's ``(...)`` for ``VOTES_INSERT``; the rows' values are validated strings.
+
+    ``quote`` written out inline: this runs for every vote, and a call per value cost as much
+    as the rest of the text.
+    """
+    return [
+        f"('{v if _Q not in v else v.replace(_Q, _QQ)}',"
+        f"'{c if _Q not in c else c.replace(_Q, _QQ)}','{t}')"
+        for v, c, t in rows
+    ]
+
+
 def insert_votes(rows: Sequence[Row]) -> str:
-    """``INSERT`` text for rows whose values are already validated strings."""
-    return "INSERT INTO votes (voter_id, vote, timestamp) VALUES " + ",".join(
-        [f"({quote(v)},{quote(c)},'{t}')" for v, c, t in rows]
-    )
+    return VOTES_INSERT + ",".join(values(rows))
 
 
-def insert_ledger(batch_id: str, count: int) -> str:
-    return f"INSERT INTO vote_batches (batch_id, votes) VALUES ({quote(batch_id)}, {count})"
+# The session settings the batch's SQL relies on: quotes are the only escape, and the batch is
+# one transaction. A proxy or pooler that resets session state between uses breaks both.
+SESSION_INTACT = "FIND_IN_SET('NO_BACKSLASH_ESCAPES', @@sql_mode) AND @@autocommit = 0"
 
 
-def prune_ledger(older_than_s: int, limit: int) -> str:
+def insert_ledger(batch_id: str, count: int, fresh: tuple[float, float] | None = None) -> str:
+    """The batch's ledger row, which guards what follows it in the packet.
+
+    The row is inserted only if the session still has its settings (else its batch_id is
+    NULL) and, with ``fresh = (earliest, latest)`` in seconds of the server's clock, only while
+    that clock is within (else its vote count is NULL: the batch is older than the ledger can
+    vouch for). A NULL in a NOT NULL column is error 1048 whatever the sql_mode, and the server
+    parses and runs nothing after a failed statement of a multi-statement packet.
+    """
+    votes = str(count)
+    if fresh is not None:
+        earliest, latest = fresh
+        votes = f"IF(UNIX_TIMESTAMP(NOW(3)) BETWEEN {earliest:.3f} AND {latest:.3f}, {count}, NULL)"
+    guarded_id = f"IF({SESSION_INTACT}, {quote(batch_id)}, NULL)"
+    return f"INSERT INTO vote_batches (batch_id, votes) VALUES ({guarded_id}, {votes})"
+
+
+def set_refused(batch_id: str, positions: Sequence[int]) -> str:
+    """Record which of the batch's rows MySQL refused (so a retry dead-letters exactly those)."""
+    text = ",".join(str(p) for p in positions)
+    return f"UPDATE vote_batches SET refused = {quote(text)} WHERE batch_id = {quote(batch_id)}"
+
+
+def ledger_entry(batch_id: str) -> str:
+    return f"SELECT refused FROM vote_batches WHERE batch_id = {quote(batch_id)}"
+
+
+def prune_ledger(older_than_s: int, limit: int, keep: Sequence[str] = ()) -> str:
+    """Forget rows older than ``older_than_s``, but never those of the batches ``keep``."""
+    spared = f" AND batch_id NOT IN ({','.join(quote(k) for k in keep)})" if keep else ""
     return (
-        "DELETE FROM vote_batches WHERE committed_at < "
-        f"NOW() - INTERVAL {int(older_than_s)} SECOND LIMIT {int(limit)}"
+        f"DELETE FROM vote_batches WHERE committed_at < NOW() - INTERVAL {int(older_than_s)} SECOND"
+        f"{spared} LIMIT {int(limit)}"
     )

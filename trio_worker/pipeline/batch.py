@@ -5,12 +5,23 @@ from __future__ import annotations
 import secrets
 import time
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 
-from trio_worker.messages import Row, envelope, format_utc, parse
+from trio_worker.config import Config
+from trio_worker.messages import (
+    TOO_LARGE,
+    Row,
+    Stamps,
+    envelope,
+    format_utc,
+    parse,
+    too_large_envelope,
+)
 from trio_worker.pipeline.permits import Permit
+from trio_worker.queue import Item, Keys, TooLarge
 
 
 class BatchIds:
@@ -18,25 +29,30 @@ class BatchIds:
 
     Uniqueness matters more than it seems: the ledger says "this batch id is committed", so a
     restarted worker that reused an id would skip its new votes as already stored.
-    The leading milliseconds tell when the batch was started (used for recovered batches).
+    The leading milliseconds tell when the batch was started, on the MySQL server's clock
+    (``clock``): the ledger judges by it whether it can still vouch for the batch.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, now_ms: Callable[[], int]) -> None:
+        self._now_ms = now_ms
         self._nonce = secrets.token_hex(6)
         self._seq = 0
 
     def next(self) -> str:
         self._seq += 1
-        return f"{int(time.time() * 1000)}-{self._nonce}-{self._seq}"
+        return f"{self._now_ms()}-{self._nonce}-{self._seq}"
+
+
+def started_ms(batch_id: str) -> int | None:
+    """When a batch was started (server clock, ms), from its id; None if the id doesn't say."""
+    head = batch_id.partition("-")[0]
+    return int(head) if head.isdigit() and len(head) < 16 else None
 
 
 def started_at(batch_id: str) -> datetime:
     """When a batch was started, from its id; now if the id doesn't say."""
-    head = batch_id.partition("-")[0]
-    try:
-        return datetime.fromtimestamp(int(head) / 1000, tz=UTC)
-    except (ValueError, OverflowError, OSError):
-        return datetime.now(UTC)
+    ms = started_ms(batch_id)
+    return datetime.now(UTC) if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 @dataclass
@@ -50,30 +66,43 @@ class Batch:
     sources: list[bytes]  # the message each row came from, for the rare row MySQL refuses
     dead: list[bytes]
     dead_reasons: Counter[str]
+    # Oversized messages: their position in the in-flight list, and the list that keeps them.
+    originals: list[tuple[int, str]] = field(default_factory=list)
     taken_at: float = field(default_factory=time.perf_counter)
     # The flusher permit it was filled under; released once it is committed.
     permit: Permit | None = None
 
-    def vote_counts(self) -> dict[str, int]:
-        return dict(Counter(vote for _, vote, _ in self.rows))
+    def vote_counts(self) -> Counter[str]:
+        """Rows by vote (for ``votes_processed_total``)."""
+        return Counter(map(itemgetter(1), self.rows))
 
 
 def prepare(
     batch_id: str,
     key: str,
-    raws: list[bytes],
+    items: list[Item],
     taken: datetime,
-    choices: Collection[str] | None,
-    worker_id: str,
+    config: Config,
+    keys: Keys,
 ) -> Batch:
     """Parse every message of a batch; invalid ones become dead-letter envelopes."""
     default_ts = format_utc(taken.astimezone(UTC))
+    choices, worker_id = config.vote_choices, config.worker_id
+    stamps = Stamps()
     rows: list[Row] = []
     sources: list[bytes] = []
     dead: list[bytes] = []
     reasons: Counter[str] = Counter()
-    for raw in raws:
-        result = parse(raw, default_ts, choices)
+    originals: list[tuple[int, str]] = []
+    for position, raw in enumerate(items):
+        if type(raw) is not bytes:
+            assert isinstance(raw, TooLarge)
+            original_key = keys.large(batch_id, position)
+            originals.append((position, original_key))
+            reasons[TOO_LARGE] += 1
+            dead.append(too_large_envelope(raw.preview, raw.size, original_key, worker_id, taken))
+            continue
+        result = parse(raw, default_ts, choices, stamps)
         if type(result) is tuple:
             rows.append(result)
             sources.append(raw)
@@ -81,4 +110,4 @@ def prepare(
             reason = str(result)
             reasons[reason] += 1
             dead.append(envelope(raw, reason, worker_id, taken))
-    return Batch(batch_id, key, len(raws), rows, sources, dead, reasons)
+    return Batch(batch_id, key, len(items), rows, sources, dead, reasons, originals)

@@ -1,14 +1,15 @@
 """The consumer: fills batches from the queue and hands them, parsed, to the flushers.
 
-It starts filling only when a flusher is free (``permits``): while batches N and N+1 commit,
-batch N+2 is being taken, and memory stays bounded however long the queue is. Shutdown is a
-trigger: once ``stop`` is set it takes nothing more and closes its end of the channel.
+It starts filling only when a flusher is free (``permits``) and while this process holds its
+worker id (``lease``): while batches N and N+1 commit, batch N+2 is being taken, and memory
+stays bounded however long the queue is. Shutdown is a trigger: once ``stop`` is set it takes
+nothing more and closes its end of the channel.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Protocol
@@ -16,10 +17,19 @@ from typing import Protocol
 import trio
 
 from trio_worker.errors import RedisUnavailable
+from trio_worker.heartbeat import Lease
 from trio_worker.pipeline.batch import Batch, BatchIds, prepare
 from trio_worker.pipeline.permits import Permits
 from trio_worker.pipeline.shared import Shared, Task
-from trio_worker.queue import Keys, LostOwnership
+from trio_worker.queue import (
+    BATCH_BYTES,
+    PREVIEW_BYTES,
+    Item,
+    Keys,
+    LeaseLost,
+    LostOwnership,
+    Taken,
+)
 from trio_worker.retry import retry
 
 log = logging.getLogger("trio_worker.consumer")
@@ -37,19 +47,40 @@ class Source(Protocol):
     async def ping(self) -> None: ...
 
     async def take(
-        self, key: str, count: int, *, append: bool, drop: Sequence[str] = ...
-    ) -> tuple[list[bytes], int]: ...
+        self,
+        key: str,
+        count: int,
+        *,
+        append: bool,
+        drop: Sequence[str] = ...,
+        budget: int = ...,
+    ) -> Taken: ...
 
-    async def wait_one(self, key: str, timeout_s: float) -> bytes | None: ...
+    async def wait_take(
+        self, key: str, count: int, timeout_s: float, *, drop: Sequence[str] = ...
+    ) -> Taken: ...
 
-    async def read(self, key: str) -> list[bytes]: ...
+    async def read(self, key: str) -> list[Item]: ...
+
+
+def _bytes(items: list[Item]) -> int:
+    return sum(len(i) if type(i) is bytes else PREVIEW_BYTES for i in items)
 
 
 class Consumer(Task):
-    def __init__(self, shared: Shared, queue: Source, permits: Permits) -> None:
+    def __init__(
+        self,
+        shared: Shared,
+        queue: Source,
+        permits: Permits,
+        lease: Lease,
+        now_ms: Callable[[], int],
+    ) -> None:
         super().__init__(shared)
         self.queue = queue
         self.permits = permits
+        self.lease = lease
+        self.now_ms = now_ms  # the MySQL server's clock, for batch ids
 
     async def run(
         self,
@@ -62,9 +93,14 @@ class Consumer(Task):
         async with send:
             await retry(self.status.redis, self.queue.ping)  # its connection is open
             task_status.started()
-            ids = BatchIds()
+            ids = BatchIds(self.now_ms)
             while not stop.is_set():
-                self.live.idle("consumer")  # waiting for a free flusher is not hanging
+                # Waiting for a free flusher, or for our worker id, is not hanging.
+                self.live.idle("consumer")
+                if not self.lease.held:
+                    with trio.move_on_after(BLOCK_S):  # and notice ``stop`` meanwhile
+                        await self.lease.wait()
+                    continue
                 permit = await self.permits.acquire()
                 self.live.busy("consumer")
                 if stop.is_set():
@@ -91,38 +127,50 @@ class Consumer(Task):
         answers again the batch is re-read from it, so a vote whose move succeeded but whose reply
         was lost is neither dropped nor left behind.
         """
-        c = self.config
-        key = self.queue.keys.inflight(c.worker_id, batch_id)
+        key = self.queue.keys.inflight(self.config.worker_id, batch_id)
         self.holdings.hold(key)
         try:
             items = await self._take_all(key)
-        except LostOwnership:
-            # Another worker took this batch over while we were paused; it is theirs now.
-            log.warning("batch taken over while filling", extra={"batch_id": batch_id})
+        except (LostOwnership, LeaseLost) as exc:
+            # Taken over while we were paused, or our worker id is another process's now:
+            # the list is theirs to finish.
+            log.warning(
+                "batch given up while filling", extra={"batch_id": batch_id, "why": repr(exc)}
+            )
             items = []
         except RedisUnavailable as exc:
             self.status.redis.failed(exc)
             step = partial(self.live.busy, "consumer")
-            items = await retry(self.status.redis, lambda: self.queue.read(key), step=step)
+            try:
+                items = await retry(self.status.redis, lambda: self.queue.read(key), step=step)
+            except LeaseLost:
+                items = []
         if not items:
             self.holdings.release(key)
             return None
-        return prepare(batch_id, key, items, datetime.now(UTC), c.vote_choices, c.worker_id)
+        return prepare(batch_id, key, items, datetime.now(UTC), self.config, self.queue.keys)
 
-    async def _take_all(self, key: str) -> list[bytes]:
-        c, holdings = self.config, self.holdings
-        queue = self.queue
-        items = await holdings.take(queue, key, c.batch_size, append=False)
-        remaining = holdings.queued
-        if not items:
-            first = await queue.wait_one(key, BLOCK_S)
-            if first is None:
-                return []
-            items, remaining = [first], 1
+    async def _take_all(self, key: str) -> list[Item]:
+        c, queue, dropping = self.config, self.queue, self.holdings.dropping
+        taken = await dropping(lambda drop: queue.take(key, c.batch_size, append=False, drop=drop))
+        if not taken.items:
+            taken = await dropping(
+                lambda drop: queue.wait_take(key, c.batch_size, BLOCK_S, drop=drop)
+            )
+        items = taken.items
         deadline = trio.current_time() + c.flush_interval_s
         # An idle queue (nothing remaining) flushes at once; a busy one fills the batch.
-        while len(items) < c.batch_size and remaining > 0 and trio.current_time() < deadline:
-            more = await holdings.take(queue, key, c.batch_size - len(items), append=True)
-            items.extend(more)
-            remaining = holdings.queued
+        while (
+            items
+            and len(items) < c.batch_size
+            and taken.remaining > 0
+            and not taken.full
+            and trio.current_time() < deadline
+        ):
+            budget = BATCH_BYTES - _bytes(items)
+            want = c.batch_size - len(items)
+            taken = await dropping(
+                lambda drop: queue.take(key, want, append=True, drop=drop, budget=budget)  # noqa: B023
+            )
+            items.extend(taken.items)
         return items

@@ -17,12 +17,12 @@ from functools import partial
 
 import trio
 
-from trio_worker.errors import MySQLUnavailable
-from trio_worker.messages import REJECTED_BY_DATABASE, envelope
+from trio_worker.messages import REJECTED_BY_DATABASE, STALE_BATCH, envelope
 from trio_worker.mysql import ledger
+from trio_worker.mysql.clock import ServerClock, fresh_bounds
 from trio_worker.mysql.connection import Connection
 from trio_worker.mysql.schema import open_with_schema
-from trio_worker.pipeline.batch import Batch
+from trio_worker.pipeline.batch import Batch, started_ms
 from trio_worker.pipeline.shared import Shared, Task
 from trio_worker.queue import RedisQueue
 from trio_worker.retry import retry
@@ -34,10 +34,6 @@ log = logging.getLogger("trio_worker.flusher")
 # figures that chose them are in docs/benchmarks.md.
 FLUSHERS = 3
 INSERTING = 2
-
-# Ledger rows are kept this long, pruned every PRUNE_EVERY_S.
-LEDGER_RETENTION_S = 24 * 3600
-PRUNE_EVERY_S = 600.0
 
 
 class InsertTurn:
@@ -59,9 +55,10 @@ class InsertTurn:
 
 
 class Flushers(Task):
-    def __init__(self, shared: Shared, queue: RedisQueue) -> None:
+    def __init__(self, shared: Shared, queue: RedisQueue, clock: ServerClock) -> None:
         super().__init__(shared)
         self.queue = queue
+        self.clock = clock
         self._turns = trio.Semaphore(INSERTING)
 
     async def run(
@@ -76,7 +73,7 @@ class Flushers(Task):
         try:
             async with receive:
                 for conn in conns:
-                    await retry(self.status.mysql, partial(open_with_schema, conn))
+                    await retry(self.status.mysql, partial(self._open, conn))
                 task_status.started()
                 async with trio.open_nursery() as nursery:
                     for n, conn in enumerate(conns, 1):
@@ -90,15 +87,11 @@ class Flushers(Task):
     async def _flush(
         self, name: str, conn: Connection, receive: trio.MemoryReceiveChannel[Batch]
     ) -> None:
-        next_prune = trio.current_time()
         step = partial(self.live.busy, name)
         self.live.idle(name)
         async with receive:
             async for batch in receive:
                 step()
-                if trio.current_time() >= next_prune:
-                    next_prune = trio.current_time() + PRUNE_EVERY_S
-                    await self._prune(conn)
                 await retry(self.status.mysql, partial(self._commit, conn, batch), step=step)
                 self.metrics.inflight.dec(batch.size)
                 self.metrics.batch_size.observe(batch.size)
@@ -110,26 +103,51 @@ class Flushers(Task):
                 self.live.idle(name)
         self.live.forget(name)
 
+    async def _open(self, conn: Connection) -> None:
+        # On every (re)connect: an operator may have dropped a table.
+        await open_with_schema(conn)
+        self.clock.learn(conn.server)
+
     async def _commit(self, conn: Connection, batch: Batch) -> None:
         """One attempt at committing the batch's rows (``retry`` makes it exactly once)."""
         if not batch.rows:
             return
         if not conn.is_open or conn.idle_too_long():
-            # On every reconnect: an operator may have dropped a table.
-            await open_with_schema(conn)
+            await self._open(conn)
         started = time.perf_counter()
+        fresh = fresh_bounds(started_ms(batch.batch_id), self.config.ledger_retention_s)
         try:
-            committed = await ledger.commit(
-                conn, batch.batch_id, batch.rows, InsertTurn(self._turns)
-            )
-        except ledger.BatchRejected as exc:
-            log.warning("batch rejected, retrying row by row", extra={"error": str(exc)})
-            self.metrics.database_errors.inc()
-            committed, refused = await ledger.commit_row_by_row(conn, batch.batch_id, batch.rows)
-            self._reject_rows(batch, refused)
+            try:
+                done = await ledger.commit(
+                    conn, batch.batch_id, batch.rows, InsertTurn(self._turns), fresh
+                )
+            except ledger.BatchRejected as exc:
+                log.warning("batch rejected, retrying row by row", extra={"error": str(exc)})
+                self.metrics.database_errors.inc()
+                done = await ledger.commit_row_by_row(conn, batch.batch_id, batch.rows, fresh)
+        except ledger.StaleBatch:
+            self._quarantine(batch)
+            return
+        if done.refused:
+            self._reject_rows(batch, done.refused)
         self.metrics.commit_duration.observe(time.perf_counter() - started)
-        if committed:
+        if done.now:
             self.metrics.count_votes(batch.vote_counts())
+
+    def _quarantine(self, batch: Batch) -> None:
+        """A batch older than the ledger can vouch for may be stored already: its votes go to
+        the dead letters as ``stale_batch``, marked so, for an operator to check and requeue."""
+        log.error(
+            "stale batch: older than the ledger can vouch for; its votes are dead-lettered as"
+            " stale_batch (they may already be stored: check before requeueing)",
+            extra={"batch_id": batch.batch_id, "votes": len(batch.rows)},
+        )
+        now = datetime.now(UTC)
+        worker_id = self.config.worker_id
+        for raw in batch.sources:
+            batch.dead.append(envelope(raw, STALE_BATCH, worker_id, now, may_be_stored=True))
+        batch.dead_reasons[STALE_BATCH] += len(batch.sources)
+        batch.rows, batch.sources = [], []
 
     def _reject_rows(self, batch: Batch, refused: list[int]) -> None:
         now = datetime.now(UTC)
@@ -142,21 +160,9 @@ class Flushers(Task):
 
     async def _finish(self, batch: Batch, step: Callable[[], None]) -> None:
         """Dead-letter the invalid messages and drop the in-flight list, in one atomic step."""
-        finish = partial(self.queue.finish, batch.key, batch.dead)
+        finish = partial(self.queue.finish, batch.key, batch.dead, batch.originals)
         done = await retry(self.status.redis, finish, step=step)
         self.holdings.release(batch.key)
         if done:
             for reason, n in batch.dead_reasons.items():
                 self.metrics.dead_letters.labels(reason).inc(n)
-
-    async def _prune(self, conn: Connection) -> None:
-        """Forget old ledger rows; on failure, leave it to the next time (the commit retries)."""
-        try:
-            if not conn.is_open:
-                await open_with_schema(conn)
-            deleted = await ledger.prune(conn, LEDGER_RETENTION_S)
-        except MySQLUnavailable as exc:
-            self.status.mysql.failed(exc)
-            return
-        if deleted:
-            log.info("pruned ledger", extra={"rows": deleted})

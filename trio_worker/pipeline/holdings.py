@@ -12,19 +12,13 @@ batch, not two). This module is the one place that bookkeeping lives.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from trio_worker.errors import RedisUnavailable
 from trio_worker.pipeline.batch import Batch
-from trio_worker.queue import LostOwnership
+from trio_worker.queue import LeaseLost, LostOwnership, Taken
 from trio_worker.retry import StoreHealth, retry
-
-
-class Taker(Protocol):
-    async def take(
-        self, key: str, count: int, *, append: bool, drop: Sequence[str] = ...
-    ) -> tuple[list[bytes], int]: ...
 
 
 class Dropper(Protocol):
@@ -56,20 +50,22 @@ class Holdings:
         self._to_drop.append(batch.key)
         return False
 
-    async def take(self, queue: Taker, key: str, count: int, *, append: bool) -> list[bytes]:
-        """``queue.take``, dropping on its way the lists of batches committed since the last."""
+    async def dropping(self, take: Callable[[Sequence[str]], Awaitable[Taken]]) -> Taken:
+        """``take(drop)``: a take that drops on its way the lists of batches committed since the
+        last (``queue.take`` and ``queue.wait_take`` take them as ``drop``)."""
         drop, self._to_drop = self._to_drop, []
         try:
-            items, self.queued = await queue.take(key, count, append=append, drop=drop)
+            taken = await take(drop)
         except RedisUnavailable:
             # Dropped or not, we can't tell: they go with the next call (dropping is idempotent).
             self._to_drop.extend(drop)
             raise
-        except LostOwnership:
+        except (LostOwnership, LeaseLost):
             self._held.difference_update(drop)  # the script drops them before it checks
             raise
         self._held.difference_update(drop)
-        return items
+        self.queued = taken.remaining
+        return taken
 
     async def drop_rest(self, queue: Dropper, health: StoreHealth) -> None:
         """Drop the committed lists that no take will drop now: the consumer has stopped."""

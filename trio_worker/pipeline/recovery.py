@@ -19,20 +19,22 @@ from functools import partial
 
 import trio
 
+from trio_worker.heartbeat import Lease
 from trio_worker.pipeline.batch import Batch, prepare, started_at
 from trio_worker.pipeline.permits import Permits
 from trio_worker.pipeline.shared import Shared, Task
-from trio_worker.queue import RedisQueue
+from trio_worker.queue import LeaseLost, RedisQueue
 from trio_worker.retry import retry
 
 log = logging.getLogger("trio_worker.recovery")
 
 
 class Recovery(Task):
-    def __init__(self, shared: Shared, queue: RedisQueue, permits: Permits) -> None:
+    def __init__(self, shared: Shared, queue: RedisQueue, permits: Permits, lease: Lease) -> None:
         super().__init__(shared)
         self.queue = queue
         self.permits = permits
+        self.lease = lease
 
     async def run(
         self,
@@ -48,7 +50,8 @@ class Recovery(Task):
             deadline = trio.current_time()
             step = partial(self.live.busy, "recovery")
             while not stop.is_set():
-                await retry(self.status.redis, lambda: self.recover(send), step=step)
+                if self.lease.held:  # a twin holds our worker id: its lists are its own
+                    await retry(self.status.redis, lambda: self.recover(send), step=step)
                 self.live.idle("recovery")
                 deadline = max(deadline + period, trio.current_time())
                 with trio.move_on_at(deadline):
@@ -75,9 +78,11 @@ class Recovery(Task):
                     continue
             # Once claimed, the key is ours: if Redis fails from here on, the next pass finds it
             # under our name, not held, and picks it up again.
-            raws = await queue.read(new_key)
+            try:
+                raws = await queue.read(new_key)
+            except LeaseLost:
+                return  # a twin holds our worker id now: its lists are its own
             if not raws:
-                await queue.unregister(new_key)
                 continue
             self.holdings.hold(new_key)
             log.info(
@@ -85,10 +90,7 @@ class Recovery(Task):
             )
             self.metrics.batches_recovered.inc()
             self.metrics.inflight.inc(len(raws))
-            c = self.config
-            batch = prepare(
-                batch_id, new_key, raws, started_at(batch_id), c.vote_choices, c.worker_id
-            )
+            batch = prepare(batch_id, new_key, raws, started_at(batch_id), self.config, queue.keys)
             self.live.idle("recovery")  # waiting for a free flusher is not hanging
             batch.permit = await self.permits.acquire()
             await send.send(batch)

@@ -11,6 +11,30 @@ from trio_worker.queue.admin import QueueAdmin
 from trio_worker.queue.boundary import Boundary
 from trio_worker.queue.client import connect
 from trio_worker.queue.keys import Keys
-from trio_worker.queue.redis_queue import TAKE_CHUNK, LostOwnership, RedisQueue
+from trio_worker.queue.redis_queue import (
+    BATCH_BYTES,
+    PREVIEW_BYTES,
+    TAKE_CHUNK,
+    Item,
+    LeaseLost,
+    LostOwnership,
+    RedisQueue,
+    Taken,
+    TooLarge,
+)
 
-__all__ = ["TAKE_CHUNK", "Boundary", "Keys", "LostOwnership", "QueueAdmin", "RedisQueue", "connect"]
+__all__ = [
+    "BATCH_BYTES",
+    "PREVIEW_BYTES",
+    "TAKE_CHUNK",
+    "Boundary",
+    "Item",
+    "Keys",
+    "LeaseLost",
+    "LostOwnership",
+    "QueueAdmin",
+    "RedisQueue",
+    "Taken",
+    "TooLarge",
+    "connect",
+]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import cast
 
 from trio_worker.queue import scripts
 from trio_worker.queue.redis_queue import RedisQueue
+
+# What to do with one dead letter (see scripts.SETTLE_DEAD): an action and its argument.
+Action = tuple[str, bytes | str | int]
 
 
 class QueueAdmin(RedisQueue):
@@ -18,25 +22,26 @@ class QueueAdmin(RedisQueue):
     async def dead_count(self) -> int:
         return int(await self.boundary.call(self._client.llen, self.keys.dead))
 
-    async def dead_head(self, n: int) -> list[bytes]:
-        """The ``n`` oldest dead letters (the list's head), without removing them."""
-        return cast(
-            "list[bytes]", await self.boundary.call(self._client.lrange, self.keys.dead, 0, n - 1)
-        )
+    async def dead_letters(self, start: int, n: int) -> list[bytes]:
+        """``n`` dead letters from position ``start`` (0: the oldest), without removing them."""
+        items = await self.boundary.call(self._client.lrange, self.keys.dead, start, start + n - 1)
+        return cast("list[bytes]", items)
 
-    async def requeue_head(self, push: str, head: list[bytes], originals: list[bytes]) -> int:
-        """Move the dead letters ``head`` back to the queue as ``originals``, if still the head.
-
-        Returns how many moved: ``len(head)``, or -1 if the head changed since it was read.
-        """
-        args = [push, len(head), *head, *originals]
-        return int(
-            await self.boundary.run(scripts.REQUEUE, [self.keys.dead, self.keys.queue], args)
-        )
-
-    async def purge(self) -> int:
-        """Delete the dead-letter list; return how many it held."""
-        return int(await self.boundary.run(scripts.PURGE, [self.keys.dead], []))
+    async def settle_dead(
+        self,
+        push: str,
+        offset: int,
+        seen: Sequence[bytes],
+        actions: Sequence[Action],
+        originals: Sequence[str],
+    ) -> bool:
+        """Apply ``actions`` to the letters ``seen`` at ``offset``, if they are still there
+        (False if another operator or a purge changed them: read them again)."""
+        keys = [self.keys.dead, self.keys.queue, *originals]
+        args: list[bytes | str | int] = [push, offset, len(seen), *seen]
+        for action, argument in actions:
+            args += [action, argument]
+        return int(await self.boundary.run(scripts.SETTLE_DEAD, keys, args)) >= 0
 
     async def inflight_count(self) -> int:
         """Votes held in every worker's in-flight lists."""

@@ -70,5 +70,26 @@ class Boundary:
             registered = self._scripts[script.name] = self.client.register_script(script.source)
         return await self.call(registered, keys=list(keys), args=list(args))
 
+    async def round_trip(self, commands: Sequence[Sequence[Any]], *, replies: int) -> list[Any]:
+        """Send ``commands`` in one packet on one connection and read ``replies`` replies.
+
+        For the few exchanges redis-py has no call for (one whose reply is suppressed with
+        ``CLIENT REPLY SKIP``). A failure leaves the connection's state unknown: it is closed.
+        """
+
+        async def exchange() -> list[Any]:
+            pool = self.client.connection_pool
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                await conn.send_packed_command(conn.pack_commands(commands))
+                return [await conn.read_response() for _ in range(replies)]
+            except BaseException:
+                await conn.disconnect()
+                raise
+            finally:
+                await pool.release(conn)
+
+        return await self.call(exchange)
+
     async def aclose(self) -> None:
         await aio(self.client.aclose)

@@ -21,6 +21,13 @@ class Keys:
     def inflight(self, worker_id: str, batch_id: str) -> str:
         return f"{self.queue}:inflight:{worker_id}:{batch_id}"
 
+    def large(self, batch_id: str, position: int) -> str:
+        """The list that keeps an oversized message, byte for byte, once its batch is done."""
+        return f"{self.queue}:large:{batch_id}:{position}"
+
+    def is_large(self, key: str) -> bool:
+        return key.startswith(f"{self.queue}:large:")
+
     def heartbeat(self, worker_id: str) -> str:
         return f"{self.queue}:worker:{worker_id}"
 

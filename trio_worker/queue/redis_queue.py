@@ -9,29 +9,72 @@ FINISH, or, for a batch without dead letters, by the next TAKE on its way (or DR
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from trio_worker.config import Config
+from trio_worker.messages import moment
 from trio_worker.queue import scripts
 from trio_worker.queue.boundary import Boundary
 from trio_worker.queue.keys import Keys
 
-# Most items one script call moves: Lua's unpack() stops near 8000 values, and a short script
+# Most votes one script call moves: Lua's unpack() stops near 8000 values, and a short script
 # keeps Redis responsive for everyone else.
 TAKE_CHUNK = 1000
+# Most bytes of votes one batch holds in memory (a batch of BATCH_SIZE votes of up to
+# MAX_MESSAGE_BYTES each could otherwise hold gigabytes): with the flushers' batches, the
+# worker's memory stays bounded whatever is queued.
+BATCH_BYTES = 8 << 20
+# How much of an oversized message the worker reads (for the dead letter's preview).
+PREVIEW_BYTES = 256
 
 
 class LostOwnership(Exception):
     """The batch's in-flight list was taken over by another worker while we were filling it."""
 
 
-class RedisQueue:
-    """Redis operations of the worker; each raises ``RedisUnavailable`` when Redis can't."""
+class LeaseLost(Exception):
+    """Another live process holds this worker id (its token is in our heartbeat): take nothing."""
 
-    def __init__(self, boundary: Boundary, config: Config) -> None:
+
+@dataclass(frozen=True)
+class TooLarge:
+    """An element over MAX_MESSAGE_BYTES, described but never read whole."""
+
+    size: int
+    preview: bytes
+
+
+Item = bytes | TooLarge
+
+
+class Taken(NamedTuple):
+    items: list[Item]
+    remaining: int  # votes left in the queue
+    full: bool  # the batch's byte bound stopped the take
+
+
+def _items(votes: list[bytes], large: list[Any]) -> list[Item]:
+    items: list[Item] = list(votes)
+    for i in range(0, len(large), 3):
+        items[int(large[i])] = TooLarge(int(large[i + 1]), bytes(large[i + 2]))
+    return items
+
+
+class RedisQueue:
+    """Redis operations of the worker; each raises ``RedisUnavailable`` when Redis can't.
+
+    ``token`` is this process's lease on its worker id (see ``heartbeat``).
+    """
+
+    def __init__(self, boundary: Boundary, config: Config, token: str = "") -> None:
         self.boundary = boundary
         self.keys = Keys(config.vote_queue, config.dead_letter_queue)
         self.address = boundary.address
+        self.token = token
+        self.worker_id = config.worker_id
+        self.max_bytes = config.max_message_bytes
         self._pop = "LPOP" if config.consume_from == "left" else "RPOP"
         self._end = "LEFT" if config.consume_from == "left" else "RIGHT"
 
@@ -39,62 +82,103 @@ class RedisQueue:
     def _client(self) -> Any:
         return self.boundary.client
 
+    @property
+    def _beat_key(self) -> str:
+        return self.keys.heartbeat(self.worker_id)
+
     async def ping(self) -> None:
         await self.boundary.call(self._client.ping)
 
-    async def take(
-        self, key: str, count: int, *, append: bool, drop: Sequence[str] = ()
-    ) -> tuple[list[bytes], int]:
-        """Move up to ``count`` votes into the in-flight list ``key``; also return what's left.
+    def _take_call(
+        self, key: str, count: int, mode: str, budget: int, drop: Sequence[str]
+    ) -> tuple[list[str], list[Any]]:
+        keys = [self.keys.queue, key, self.keys.registry, self._beat_key, *drop]
+        args = [min(count, TAKE_CHUNK), self._pop, mode, self.token, self.max_bytes]
+        return keys, [*args, PREVIEW_BYTES, budget]
 
-        The in-flight lists ``drop`` (committed, no dead letters) are dropped first, in the same
-        atomic call; they are dropped even if ``LostOwnership`` is raised.
-        """
-        result = await self.boundary.run(
-            scripts.TAKE,
-            [self.keys.queue, key, self.keys.registry, *drop],
-            [min(count, TAKE_CHUNK), self._pop, "append" if append else "new"],
-        )
+    @staticmethod
+    def _taken(result: Any, key: str) -> Taken:
+        if result == -1:
+            raise LeaseLost(key)
         if result is None:
             raise LostOwnership(key)
-        items, remaining = result
-        return list(items), int(remaining)
+        votes, remaining, large, full = result
+        return Taken(_items(votes, large), int(remaining), bool(full))
 
-    async def wait_one(self, key: str, timeout_s: float) -> bytes | None:
-        """Block up to ``timeout_s`` for one vote and move it into the in-flight list ``key``."""
-        call, client, registry = self.boundary.call, self._client, self.keys.registry
-        # Registered first, so that a vote moved by BLMOVE is never in an unregistered list.
-        await call(client.sadd, registry, key)
-        # BLMOVE takes fractional seconds; redis-py's stub says int.
-        timeout: Any = timeout_s
-        item = cast(
-            "bytes | None",
-            await call(client.blmove, self.keys.queue, key, timeout, self._end, "RIGHT"),
+    async def take(
+        self,
+        key: str,
+        count: int,
+        *,
+        append: bool,
+        drop: Sequence[str] = (),
+        budget: int = BATCH_BYTES,
+    ) -> Taken:
+        """Move up to ``count`` votes (and ``budget`` bytes) into the in-flight list ``key``.
+
+        The in-flight lists ``drop`` (committed, no dead letters) are dropped first, in the same
+        atomic call, whatever else happens.
+        """
+        keys, args = self._take_call(key, count, "append" if append else "new", budget, drop)
+        return self._taken(await self.boundary.run(scripts.TAKE, keys, args), key)
+
+    async def wait_take(
+        self, key: str, count: int, timeout_s: float, *, drop: Sequence[str] = ()
+    ) -> Taken:
+        """Block up to ``timeout_s`` for a vote, then take up to ``count``: one round trip.
+
+        ``BLMOVE`` moves the first vote into the in-flight list; its reply would carry the vote,
+        whatever its size, so it is suppressed (``CLIENT REPLY SKIP``) and the TAKE that follows
+        on the same connection returns what the list holds, oversized votes described, not read.
+        The list is registered first, so that a vote BLMOVE moved is never in an unregistered
+        list, even if the process dies before the TAKE.
+        """
+        keys, args = self._take_call(key, count, "waited", BATCH_BYTES, drop)
+        commands: list[tuple[Any, ...]] = [
+            ("SADD", self.keys.registry, key),
+            ("CLIENT", "REPLY", "SKIP"),
+            ("BLMOVE", self.keys.queue, key, self._end, "RIGHT", timeout_s),
+            ("EVAL", scripts.TAKE.source, len(keys), *keys, *args),
+        ]
+        replies = await self.boundary.round_trip(commands, replies=2)
+        return self._taken(replies[1], key)
+
+    async def read(self, key: str) -> list[Item]:
+        """What one of our in-flight lists holds (registering it again); ``LeaseLost`` if a
+        twin holds our worker id."""
+        keys = [key, self.keys.registry, self._beat_key]
+        result = await self.boundary.run(
+            scripts.READ, keys, [self.token, self.max_bytes, PREVIEW_BYTES]
         )
-        if item is None:
-            await call(client.srem, registry, key)
-        else:
-            # Again: had we been paused past our TTL between SADD and BLMOVE, a takeover pass
-            # found the list empty and unregistered it, and no recovery would look for it.
-            await call(client.sadd, registry, key)
-        return item
+        if result == -1:
+            raise LeaseLost(key)
+        votes, large = result
+        return _items(votes, large)
 
-    async def finish(self, key: str, envelopes: list[bytes]) -> bool:
-        """Push a batch's dead letters and drop its in-flight list, exactly once."""
-        keys = [key, self.keys.registry, self.keys.dead]
-        return bool(await self.boundary.run(scripts.FINISH, keys, envelopes))
+    async def finish(
+        self, key: str, envelopes: list[bytes], originals: Sequence[tuple[int, str]] = ()
+    ) -> bool:
+        """Push a batch's dead letters, move its oversized originals (position, list) and drop
+        its in-flight list, exactly once."""
+        keys = [key, self.keys.registry, self.keys.dead, *(k for _, k in originals)]
+        args = [len(envelopes), *envelopes, *(pos for pos, _ in originals)]
+        return bool(await self.boundary.run(scripts.FINISH, keys, args))
 
     async def drop(self, keys: Sequence[str]) -> None:
         """Drop the in-flight lists of committed batches that have no dead letters."""
         if keys:
             await self.boundary.run(scripts.DROP, [self.keys.registry, *keys], [])
 
-    async def heartbeat(self, worker_id: str, token: str, ttl_s: float) -> None:
-        key = self.keys.heartbeat(worker_id)
-        await self.boundary.call(self._client.set, key, token, px=int(ttl_s * 1000))
+    async def beat(self, ttl_s: float) -> int:
+        """Refresh our heartbeat; 0 if it is ours now, else the ms until another process's
+        heartbeat under our worker id expires (it holds the lease)."""
+        ms = int(ttl_s * 1000)
+        held, left = await self.boundary.run(scripts.BEAT, [self._beat_key], [self.token, ms])
+        return 0 if int(held) == 1 else max(int(left), 1)
 
-    async def drop_heartbeat(self, worker_id: str) -> None:
-        await self.boundary.call(self._client.delete, self.keys.heartbeat(worker_id))
+    async def unbeat(self) -> None:
+        """Delete our heartbeat, if it is ours."""
+        await self.boundary.run(scripts.UNBEAT, [self._beat_key], [self.token])
 
     async def registered(self) -> list[str]:
         """Every registered in-flight list, whoever owns it."""
@@ -110,15 +194,27 @@ class RedisQueue:
         return {w: v is not None for w, v in zip(worker_ids, values, strict=True)}
 
     async def claim(self, key: str, new_key: str, owner: str) -> bool:
-        """Take over ``key`` as ``new_key`` if its owner's heartbeat is gone."""
-        keys = [key, new_key, self.keys.registry, self.keys.heartbeat(owner)]
-        return int(await self.boundary.run(scripts.CLAIM, keys, [])) == 1
-
-    async def read(self, key: str) -> list[bytes]:
-        return cast("list[bytes]", await self.boundary.call(self._client.lrange, key, 0, -1))
+        """Take over ``key`` as ``new_key`` if its owner's heartbeat is gone (and ours is ours)."""
+        keys = [key, new_key, self.keys.registry, self.keys.heartbeat(owner), self._beat_key]
+        return int(await self.boundary.run(scripts.CLAIM, keys, [self.token])) == 1
 
     async def unregister(self, key: str) -> None:
         await self.boundary.call(self._client.srem, self.keys.registry, key)
 
     async def depth(self) -> int:
         return int(await self.boundary.call(self._client.llen, self.keys.queue))
+
+    async def sample(self) -> tuple[int, datetime | None]:
+        """The queue's depth, and when its oldest waiting vote was cast (if it says)."""
+        end = 0 if self._pop == "LPOP" else -1
+        depth, stamp = await self.boundary.run(
+            scripts.SAMPLE, [self.keys.queue], [end, self.max_bytes]
+        )
+        if stamp is None:
+            return int(depth), None
+        text = stamp.decode("utf-8", "replace")
+        try:
+            value: object = float(text)
+        except ValueError:
+            value = text
+        return int(depth), moment(value)
