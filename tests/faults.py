@@ -14,7 +14,8 @@ Faults:
   chunk is delivered before the cut: the client's parser sees a truncated reply.
 - ``hold_reply_after(pattern)`` / ``hold_before(pattern)``: the request is forwarded (or not) and
   then the connection freezes; ``holding`` is set, so a test can kill the client at exactly that
-  moment. ``release()`` cuts the frozen connections (a held request is never forwarded).
+  moment. A frozen connection passes nothing, not even the client's close (as a dead network
+  would not), until ``release()`` cuts it (a held request is never forwarded).
 Each armed fault fires once per call; ``fired`` counts what fired; ``disarm`` takes back one
 armed fault that has not fired. Without faults:
 - ``watch(pattern)``: ``seen[pattern]`` counts the client chunks that contain it (what a worker
@@ -39,6 +40,7 @@ class _Conn:
     drop_reply: bool = False
     half_reply: bool = False
     hold_reply: bool = False
+    released: trio.Event | None = None  # set while frozen: the release that ends it
 
 
 class FaultProxy:
@@ -151,7 +153,7 @@ class FaultProxy:
 
     async def _freeze(self, kind: str, conn: _Conn, scope: trio.CancelScope) -> None:
         self.fired[kind] += 1
-        released = self._released
+        released = conn.released = self._released
         self._held.add(conn)
         self.holding.set()
         try:
@@ -199,6 +201,8 @@ class FaultProxy:
 
     async def _upstream(self, conn: _Conn, scope: trio.CancelScope) -> None:
         async for chunk in conn.client:
+            if conn.released is not None:
+                continue  # frozen: nothing reaches the server
             await self._hold()
             for pattern in self._watched:
                 if pattern in chunk:
@@ -217,6 +221,8 @@ class FaultProxy:
             elif self._take(self._hold_reply, chunk):
                 conn.hold_reply = True
             await conn.server.send_all(chunk)
+        if conn.released is not None:
+            await conn.released.wait()  # frozen: the server must not learn of the close
         scope.cancel()
 
     async def _downstream(self, conn: _Conn, scope: trio.CancelScope) -> None:
