@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +15,8 @@ import trio
 
 from tests.conftest import wait_until
 from tests.faults import FaultProxy
-from tests.helpers import inflight_keys, push_votes, row_count, sql, voter_counts
+from tests.helpers import admin_sql, inflight_keys, push_votes, row_count, sql, voter_counts
+from tests.processes import exit_status, worker_process
 from trio_worker.config import Config
 from trio_worker.queue import scripts
 
@@ -165,3 +169,49 @@ async def test_claim_whose_reply_is_lost_is_still_finished(
     await wait_until(lambda: row_count(config) >= 51, timeout_s=10, what="the claimed votes")
     await drained(worker, rds, config)
     assert voter_counts(config) == {"g-first": 1, **{f"g{i}": 1 for i in range(50)}}
+
+
+@pytest.mark.parametrize(
+    "step",
+    [b"AUTOCOMMIT", b"SET SESSION"],
+    ids=["driver-set-up", "session-settings"],
+)
+async def test_a_connection_frozen_while_it_is_set_up_has_its_session_killed(
+    config: Config, rds: redis.Redis, tmp_path: Path, nursery: trio.Nursery, step: bytes
+) -> None:
+    """A store that stops answering right after the login (the driver's own ``SET
+    AUTOCOMMIT``, or the worker's session settings), without closing the connection: the
+    worker must give up within MYSQL_READ_TIMEOUT_S, go on, and KILL the abandoned session,
+    not leave it to the server's wait_timeout (the contract: "without waiting for the server
+    to time out a session it abandoned"), whatever step it was frozen at."""
+    proxy = FaultProxy(config.mysql_host, config.mysql_port)
+    port = await nursery.start(proxy.serve)
+    cfg = replace(config, mysql_host="127.0.0.1", mysql_port=port, mysql_read_timeout_s=2)
+    admin_sql(config, f"CREATE DATABASE `{config.mysql_database}`")  # for the process list
+    proxy.hold_reply_after(step)  # the first connection freezes at that step
+    ids = push_votes(rds, config, 500)
+    async with worker_process(cfg, tmp_path / "worker.log") as proc:
+        with trio.fail_after(20):
+            await proxy.holding.wait()
+        (frozen_port,) = proxy.held_ports()
+        session = session_at(config, frozen_port)
+        assert session is not None
+        await wait_until(lambda: row_count(config) == 500, what="the worker going on")
+        await wait_until(
+            lambda: session_at(config, frozen_port) is None,
+            timeout_s=cfg.mysql_read_timeout_s + 7,
+            what=f"the frozen session {session} to be killed",
+        )
+        assert proxy.held_ports() == [frozen_port]  # still frozen: the worker's KILL ended it
+        proc.send_signal(signal.SIGTERM)
+        assert await exit_status(proc, within_s=cfg.shutdown_timeout_s + 10) == 0
+    proxy.release()
+    assert voter_counts(config) == dict.fromkeys(ids, 1)
+
+
+def session_at(config: Config, port: int) -> int | None:
+    """The server's session whose client socket is the proxy's ``127.0.0.1:<port>``."""
+    rows = sql(
+        config, f"SELECT ID FROM information_schema.PROCESSLIST WHERE HOST = '127.0.0.1:{port}'"
+    )
+    return int(rows[0][0]) if rows else None

@@ -3,6 +3,7 @@ a fault can target one worker at one step of the protocol."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from dataclasses import dataclass, field, replace
@@ -86,7 +87,8 @@ def worker_config(base: Config, w: Worker, proxies: Proxies | None = None) -> Co
 
 async def start_process(config: Config, log: Path) -> trio.Process:
     """``python -P -X dev -W error -m trio_worker run`` configured by its environment."""
-    env = {**env_of(config), "LOG_LEVEL": "warning", "TZ": WORKER_TZ}
+    level = os.environ.get("RACE_LOG_LEVEL", "warning")  # info or debug to find out why
+    env = {**env_of(config), "LOG_LEVEL": level, "TZ": WORKER_TZ}
     with log.open("ab") as out:
         return await trio.lowlevel.open_process(
             WORKER_CMD, env=env, stdout=out, stderr=subprocess.STDOUT

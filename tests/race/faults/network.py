@@ -12,13 +12,16 @@ import trio
 from tests.faults import FaultProxy
 from tests.race.faults.process import held_within
 from tests.race.settings import (
-    COMMIT,
+    INSERT_LEDGER,
     MYSQL_PATTERNS,
     MYSQL_READ_TIMEOUT_S,
     REDIS_PATTERNS,
     Pattern,
 )
 from tests.race.workers import Worker
+
+# The packet that commits a batch: the ledger row, the rows and COMMIT.
+BATCH = INSERT_LEDGER
 
 if TYPE_CHECKING:
     from tests.race.run import Run
@@ -95,11 +98,13 @@ def at_request(kind: str) -> Callable[[Run, random.Random], Awaitable[bool]]:
 
 
 async def frozen_mysql(run: Run, rng: random.Random) -> bool:
-    """Freeze one of a worker's MySQL connections at a COMMIT: the request reaches the server,
-    the reply never comes back, and the connection stays open (no FIN, no RST) for longer than
+    """Freeze one of a worker's MySQL connections while it commits a batch (at the packet that
+    carries the ledger row, the rows and COMMIT): the request reaches the server, the reply never
+    comes back, and the connection stays open (no FIN, no RST) for longer than
     MYSQL_READ_TIMEOUT_S. The worker must notice within its timeout, reconnect (a new connection
     through the same proxy) and KILL the abandoned session from there, while it is still frozen
-    (so nothing else, like the server's own wait_timeout, can have ended it)."""
+    (so nothing else, like the server's own wait_timeout, can have ended it). A connection frozen
+    while it is being set up is tests/test_faults.py's."""
     free = [x for x in run.fleet.all() if not x.lock.locked()]
     if not free:
         return False
@@ -108,9 +113,9 @@ async def frozen_mysql(run: Run, rng: random.Random) -> bool:
         proxy = w.proxies.mysql
         if proxy.holding.is_set():
             return False
-        proxy.hold_reply_after(COMMIT.data)
+        proxy.hold_reply_after(BATCH.data)
         if not await held_within(proxy, 5):
-            if proxy.disarm("hold_reply", COMMIT.data):
+            if proxy.disarm("hold_reply", BATCH.data):
                 return False
             await held_within(proxy, 5)
         try:
@@ -127,15 +132,21 @@ async def judge_frozen(run: Run, w: Worker, proxy: FaultProxy) -> bool:
     port, session = ports[0], sessions[0]
     connections, restarts = proxy.connections_seen, run.clients.stores.mysql.restarts
     kills, ours = await trio.to_thread.run_sync(run.clients.kills), run.kills_issued
-    run.report.patterns[COMMIT.name] += 1
-    run.report.note(f"frozen_mysql {w.worker_id}: session {session} frozen at COMMIT")
-    killed = False
+    run.report.patterns[BATCH.name] += 1
+    run.report.note(f"frozen_mysql {w.worker_id}: session {session} frozen committing a batch")
+    killed = restarting = False
     with trio.move_on_after(MYSQL_READ_TIMEOUT_S + KILL_SLACK_S):
         while not killed:
+            restarting |= run.restarting["mariadb"].locked()
             await trio.sleep(0.2)
             alive = await trio.to_thread.run_sync(run.clients.session_alive, session)
             killed = alive is False
-    if port not in proxy.held_ports() or restarts != run.clients.stores.mysql.restarts:
+    restarting |= run.restarting["mariadb"].locked()
+    if (
+        restarting
+        or port not in proxy.held_ports()
+        or restarts != run.clients.stores.mysql.restarts
+    ):
         run.report.note(f"frozen_mysql {w.worker_id}: inconclusive (cut, or MariaDB restarted)")
         return False
     if session in run.killed_sessions:

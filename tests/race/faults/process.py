@@ -107,35 +107,52 @@ async def hold_mid_batch(w: ProcWorker) -> bool:
 
 
 async def sigkill_during_recovery(run: Run, w: ProcWorker, rng: random.Random) -> bool:
-    others = [o for o in run.fleet.procs if o is not w and not o.lock.locked()]
-    if not others:
-        return False
-    rescuer = rng.choice(others)
-    async with rescuer.lock:
-        proxy = rescuer.proxies.redis
-        if proxy.holding.is_set():
-            return False
+    """SIGKILL ``w`` mid-batch, then SIGKILL the worker process that claims a list, at its
+    claim's reply: every other free process is armed, the first to claim is the one."""
+    rescuers: list[ProcWorker] = []
+    for other in run.fleet.procs:
+        if other is not w and not other.lock.locked() and not other.proxies.redis.holding.is_set():
+            other.lock.acquire_nowait()
+            rescuers.append(other)
+    try:
         # Killed mid-batch, so that it certainly leaves a list to claim.
-        if not await hold_mid_batch(w):
+        if not rescuers or not await hold_mid_batch(w):
             return False
-        proxy.hold_reply_after(CLAIM.data)
-        run.report.note(f"SIGKILL {w.worker_id}, then {rescuer.worker_id} when it claims")
+        for other in rescuers:
+            other.proxies.redis.hold_reply_after(CLAIM.data)
+        run.report.note(f"SIGKILL {w.worker_id}, then whichever process claims first")
         await run.fleet.kill(w)
         w.proxies.mysql.release()
         # A new id for the dead one: its lists wait for heartbeat expiry, then a claim.
-        fired = await held_within(proxy, HEARTBEAT_TTL_S * 3 + 2)
-        if not fired and not proxy.disarm("hold_reply", CLAIM.data):
-            fired = await held_within(proxy, 5)  # it matched just now: its reply comes
-        if fired:
+        rescuer = await first_holding(rescuers, HEARTBEAT_TTL_S * 3 + 2)
+        for other in rescuers:
+            if other is not rescuer and not other.proxies.redis.disarm("hold_reply", CLAIM.data):
+                await held_within(other.proxies.redis, 5)  # it claimed too: its reply is lost
+                other.proxies.redis.release()
+        if rescuer is not None:
             run.report.patterns[CLAIM.name] += 1
             run.report.details["rescuers SIGKILLed mid-claim"] += 1
             run.report.note(f"SIGKILL {rescuer.worker_id} during its claim")
             await run.fleet.kill(rescuer)
-            proxy.release()
+            rescuer.proxies.redis.release()
         await run.fleet.restart(w, same_id=False)
-        if fired:
+        if rescuer is not None:
             await run.fleet.restart(rescuer, same_id=rng.random() < 0.5)
-        return fired
+        return rescuer is not None
+    finally:
+        for other in rescuers:
+            other.lock.release()
+
+
+async def first_holding(candidates: list[ProcWorker], seconds: float) -> ProcWorker | None:
+    """The first of ``candidates`` whose Redis proxy holds a connection, within ``seconds``."""
+    with trio.move_on_after(seconds):
+        while True:
+            for candidate in candidates:
+                if candidate.proxies.redis.holding.is_set():
+                    return candidate
+            await trio.sleep(0.02)
+    return None
 
 
 def sigterm(times: int) -> ProcFault:
