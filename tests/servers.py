@@ -92,6 +92,8 @@ class Server:
 
 @dataclass
 class RedisServer(Server):
+    password: str | None = None  # --requirepass: clients must AUTH
+
     def command(self) -> list[str]:
         return [
             "redis-server",
@@ -109,11 +111,18 @@ class RedisServer(Server):
             "always",
             "--daemonize",
             "no",
+            *(["--requirepass", self.password] if self.password is not None else []),
             *self.extra,
         ]
 
+    def client(self, db: int = 0) -> redis.Redis:
+        """A client of this server (with its password, if it has one)."""
+        return redis.Redis(port=self.port, db=db, password=self.password, socket_timeout=5)
+
     def answers(self) -> bool:
-        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        client = redis.Redis(
+            port=self.port, password=self.password, socket_timeout=1, socket_connect_timeout=1
+        )
         try:
             return bool(client.ping())
         except redis.RedisError:
