@@ -7,6 +7,7 @@ Exit statuses: 0 success; 1 a store failed, a drain ran out of time, or the oper
 from __future__ import annotations
 
 import argparse
+import gc
 import signal
 import sys
 import threading
@@ -100,6 +101,10 @@ def dispatch(args: argparse.Namespace, config: Config) -> int:
         # Python handlers, not ignored signals) is ignored.
         came = threading.Event()
         stops = (signal.SIGTERM, signal.SIGINT)
+        # What importing made (some 70,000 objects) lives as long as the process: out of the
+        # collector's sight, a full collection over it never stalls a batch (~30 ms here).
+        gc.collect()
+        gc.freeze()
         for signum in stops:
             signal.signal(signum, lambda *_: came.set())
         status = trio.run(partial(service.run, config, stopped_before=came))
