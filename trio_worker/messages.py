@@ -112,6 +112,7 @@ class Parsed:
     sources: list[bytes] = field(default_factory=list)
     invalid: list[tuple[int, str]] = field(default_factory=list)
     other: list[int] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # rows by vote
 
 
 def parse_all(
@@ -122,7 +123,7 @@ def parse_all(
     An item that is not ``bytes`` is left to the caller (``other``). Never raises.
     """
     out = Parsed()
-    rows, sources, invalid = out.rows, out.sources, out.invalid
+    rows, sources, invalid, counts = out.rows, out.sources, out.invalid, out.counts
     loads, decode_error, stamps = orjson.loads, orjson.JSONDecodeError, Stamps()
     for position, raw in enumerate(items):
         if type(raw) is not bytes:
@@ -160,6 +161,7 @@ def parse_all(
                 continue
             rows.append((voter_id, vote, text))
         sources.append(raw)
+        counts[vote] = counts.get(vote, 0) + 1
     return out
 
 

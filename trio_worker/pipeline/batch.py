@@ -5,10 +5,9 @@ from __future__ import annotations
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import itemgetter
 
 from trio_worker.config import Config
 from trio_worker.messages import (
@@ -67,13 +66,19 @@ class Batch:
     dead_reasons: Counter[str]
     # Oversized messages: their position in the in-flight list, and the list that keeps them.
     originals: list[tuple[int, str]] = field(default_factory=list)
+    # Rows by vote (for votes_processed_total), counted as they were parsed.
+    counts: dict[str, int] = field(default_factory=dict)
     taken_at: float = field(default_factory=time.perf_counter)
     # The flusher permit it was filled under; released once it is committed.
     permit: Permit | None = None
 
-    def vote_counts(self) -> Counter[str]:
-        """Rows by vote (for ``votes_processed_total``)."""
-        return Counter(map(itemgetter(1), self.rows))
+    def drop_rows(self, positions: Collection[int]) -> None:
+        """Forget the rows at ``positions`` (MySQL refused them, or the batch is stale)."""
+        gone = set(positions)
+        kept = [i for i in range(len(self.rows)) if i not in gone]
+        self.rows = [self.rows[i] for i in kept]
+        self.sources = [self.sources[i] for i in kept]
+        self.counts = dict(Counter(vote for _, vote, _ in self.rows))
 
 
 def prepare(
@@ -102,4 +107,14 @@ def prepare(
         originals.append((position, original_key))
         reasons[TOO_LARGE] += 1
         dead.append(too_large_envelope(large.preview, large.size, original_key, worker_id, taken))
-    return Batch(batch_id, key, len(items), parsed.rows, parsed.sources, dead, reasons, originals)
+    return Batch(
+        batch_id,
+        key,
+        len(items),
+        parsed.rows,
+        parsed.sources,
+        dead,
+        reasons,
+        originals,
+        parsed.counts,
+    )

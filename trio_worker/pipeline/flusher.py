@@ -132,7 +132,7 @@ class Flushers(Task):
             self._reject_rows(batch, done.refused)
         self.metrics.commit_duration.observe(time.perf_counter() - started)
         if done.now:
-            self.metrics.count_votes(batch.vote_counts())
+            self.metrics.count_votes(batch.counts)
 
     def _quarantine(self, batch: Batch) -> None:
         """A batch older than the ledger can vouch for may be stored already: its votes go to
@@ -147,7 +147,7 @@ class Flushers(Task):
         for raw in batch.sources:
             batch.dead.append(envelope(raw, STALE_BATCH, worker_id, now, may_be_stored=True))
         batch.dead_reasons[STALE_BATCH] += len(batch.sources)
-        batch.rows, batch.sources = [], []
+        batch.drop_rows(range(len(batch.rows)))
 
     def _reject_rows(self, batch: Batch, refused: list[int]) -> None:
         now = datetime.now(UTC)
@@ -155,8 +155,7 @@ class Flushers(Task):
             raw = batch.sources[i]
             batch.dead.append(envelope(raw, REJECTED_BY_DATABASE, self.config.worker_id, now))
             batch.dead_reasons[REJECTED_BY_DATABASE] += 1
-        refused_set = set(refused)
-        batch.rows = [r for i, r in enumerate(batch.rows) if i not in refused_set]
+        batch.drop_rows(refused)
 
     async def _finish(self, batch: Batch, step: Callable[[], None]) -> None:
         """Dead-letter the invalid messages and drop the in-flight list, in one atomic step."""
