@@ -17,10 +17,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import asyncmy
+import asyncmy.connection
 import asyncmy.errors
 import trio
+from asyncmy.constants import CLIENT
 
+from trio_worker import tls
 from trio_worker.bridge import aio
 from trio_worker.config import Config
 from trio_worker.errors import MySQLUnavailable
@@ -36,6 +38,10 @@ IDLE_RECONNECT_S = 500.0
 CONNECT_TIMEOUT_S = 5
 # Two boot times this close are one server run (an uptime is read a moment after the clock).
 _SAME_BOOT_S = 5.0
+# The client's error codes the connect step raises itself.
+_ACCESS_DENIED = 1045
+_CR_SSL_CONNECTION_ERROR = 2026
+_CR_SERVER_LOST = 2013
 
 # Who we are talking to, what it allows, and its clock: one round trip after connecting.
 _HELLO = (
@@ -62,6 +68,36 @@ class Server:
         ) < _SAME_BOOT_S
 
 
+# asyncmy's stubs leave out the handshake's internals that ``_Session`` reads.
+_AsyncmyConnection: Any = asyncmy.connection.Connection
+
+
+class _Session(_AsyncmyConnection):  # type: ignore[misc]
+    """asyncmy's connection, deciding on TLS from what the server's greeting offers.
+
+    Between the greeting (``server_capabilities``) and the login, where the mysql client
+    decides too: with ``tls_optional`` (``PREFERRED``) a server that offers no TLS is spoken to
+    in plain text; otherwise the connection stops there.
+    """
+
+    tls_optional = False
+    # asyncmy's own attributes (set by its __init__ and greeting).
+    _ssl_context: Any
+    _client_flag: int
+    server_capabilities: int
+
+    async def _request_authentication(self) -> None:
+        if self._ssl_context is not None and not self.server_capabilities & CLIENT.SSL:
+            if not self.tls_optional:
+                raise asyncmy.errors.OperationalError(
+                    _CR_SSL_CONNECTION_ERROR,
+                    "TLS handshake failed: the server does not offer TLS (MYSQL_SSL_MODE)",
+                )
+            self._ssl_context = None
+            self._client_flag &= ~CLIENT.SSL
+        await super()._request_authentication()
+
+
 class Connection:
     """An asyncmy connection, or none (``is_open`` False) until ``open`` succeeds."""
 
@@ -85,8 +121,11 @@ class Connection:
         """(Re)connect, with or without the configured database selected."""
         self.close()
         with trio.move_on_after(CONNECT_TIMEOUT_S + self.config.mysql_read_timeout_s) as scope:
-            with mysql_errors(self.address):
-                self._raw = await aio(asyncmy.connect, **self.connect_options(database))
+            try:
+                with mysql_errors(self.address):
+                    self._raw = await aio(self._connect, database)
+            except MySQLUnavailable as exc:
+                raise self._connect_failure(exc) from exc.__cause__
         if scope.cancelled_caught:
             raise MySQLUnavailable(self.address, "timed out while connecting")
         self._last_used = time.monotonic()
@@ -106,7 +145,8 @@ class Connection:
         await self._kill_abandoned()
 
     def connect_options(self, database: bool) -> dict[str, Any]:
-        """asyncmy.connect's arguments."""
+        """asyncmy.connect's arguments (``ssl``: the context ``MYSQL_SSL_MODE`` asks for, read
+        afresh each time so that renewed certificates are picked up)."""
         c = self.config
         return {
             "host": c.mysql_host,
@@ -118,7 +158,36 @@ class Connection:
             "charset": "utf8mb4",
             "autocommit": False,
             "connect_timeout": CONNECT_TIMEOUT_S,
+            "ssl": tls.mysql_context(c),
         }
+
+    async def _connect(self, database: bool) -> Any:
+        """On the asyncio loop: a connected ``_Session``."""
+        raw = _Session(**self.connect_options(database))
+        raw.tls_optional = self.config.mysql_ssl_mode == "PREFERRED"
+        await raw.connect()
+        return raw
+
+    def _connect_failure(self, exc: MySQLUnavailable) -> MySQLUnavailable:
+        """A failed connect, said plainly: the certificate problem, or what else to look at."""
+        cause = exc.__cause__ or exc
+        reason = tls.describe_failure(cause, tls.MYSQL)
+        if reason is not None:
+            return MySQLUnavailable(self.address, reason)
+        code = code_of(cause)
+        if code == _ACCESS_DENIED and self.config.mysql_ssl_cert is None:
+            return MySQLUnavailable(
+                self.address,
+                f"{exc.reason} (or an account that requires TLS or a client certificate:"
+                " MYSQL_SSL_MODE, MYSQL_SSL_CERT)",
+            )
+        if code == _CR_SERVER_LOST and self.config.mysql_ssl_cert is not None:
+            return MySQLUnavailable(
+                self.address,
+                f"{exc.reason} (the server may have refused the client certificate:"
+                " MYSQL_SSL_CERT)",
+            )
+        return exc
 
     async def _hello(self) -> tuple[list[tuple[Any, ...]], str]:
         async def job(raw: Any) -> tuple[list[tuple[Any, ...]], str]:
