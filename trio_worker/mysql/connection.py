@@ -178,14 +178,13 @@ class Connection:
         if code == _ACCESS_DENIED and self.config.mysql_ssl_cert is None:
             return MySQLUnavailable(
                 self.address,
-                f"{exc.reason} (or an account that requires TLS or a client certificate:"
-                " MYSQL_SSL_MODE, MYSQL_SSL_CERT)",
+                f"{exc.reason}: a wrong user or password, or an account that requires TLS or a"
+                " client certificate (MYSQL_SSL_MODE, MYSQL_SSL_CERT)",
             )
         if code == _CR_SERVER_LOST and self.config.mysql_ssl_cert is not None:
             return MySQLUnavailable(
                 self.address,
-                f"{exc.reason} (the server may have refused the client certificate:"
-                " MYSQL_SSL_CERT)",
+                f"{exc.reason}: did the server refuse our client certificate? (MYSQL_SSL_CERT)",
             )
         return exc
 

@@ -79,8 +79,14 @@ def unavailable(
     reason = tls.describe_failure(exc, tls.REDIS)
     if reason is None:
         reason = describe(exc)
-        if not tls_on and _reset(exc):
-            reason += " (if the server accepts TLS only, set REDIS_TLS=true)"
+        if _reset(exc):
+            # A TLS-only port resets plain text; a server refusing our client certificate
+            # may reset before its alert is read (TLS 1.3 ends the handshake first).
+            reason += (
+                " (did the server refuse our client certificate? REDIS_TLS_CERT_FILE)"
+                if tls_on
+                else " (if the server accepts TLS only, set REDIS_TLS=true)"
+            )
     return RedisUnavailable(address, reason)
 
 
