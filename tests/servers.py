@@ -186,6 +186,19 @@ class RedisServer(Server):
             client.close()
         return {k: str(v) for k, v in raw.items()}
 
+    def replicas_online(self) -> int:
+        """Replicas in sync with this server (initial sync done, streaming)."""
+        client = self.client()
+        try:
+            raw: dict[str, Any] = client.info("replication")
+        finally:
+            client.close()
+        return sum(
+            1
+            for k, v in raw.items()
+            if k.startswith("slave") and isinstance(v, dict) and v.get("state") == "online"
+        )
+
 
 @dataclass
 class MariaDBServer(Server):
@@ -273,6 +286,9 @@ class OwnStores:
 
 
 # --- Sentinel and Cluster ------------------------------------------------------------------------
+
+# A primary starts a replica's full sync at once (Redis waits 5 s for more replicas by default).
+QUICK_SYNC = ("--repl-diskless-sync-delay", "0")
 
 
 @dataclass
@@ -368,12 +384,9 @@ class SentinelGroup:
     def in_sync(self, primary: RedisServer, replicas: int) -> bool:
         """``primary`` has ``replicas`` replicas online, and every Sentinel knows them."""
         try:
-            info = primary.info("replication")
+            online = primary.replicas_online()
         except redis.RedisError:
             return False
-        online = sum(
-            1 for k, v in info.items() if k.startswith("slave") and "state=online" in str(v)
-        )
         return online >= replicas and all(
             s.replicas_known() >= replicas and s.sentinels_known() >= len(self.sentinels) - 1
             for s in self.sentinels
@@ -409,7 +422,7 @@ def sentinel_group(
         started: list[Server] = []
         stack.callback(_stop_all, started)
         (directory / "primary").mkdir(parents=True)
-        primary = RedisServer("primary", directory / "primary")
+        primary = RedisServer("primary", directory / "primary", extra=list(QUICK_SYNC))
         primary.start_blocking()
         started.append(primary)
         copies = []
@@ -418,7 +431,7 @@ def sentinel_group(
             replica = RedisServer(
                 f"replica{i}",
                 directory / f"replica{i}",
-                extra=["--replicaof", "127.0.0.1", str(primary.port)],
+                extra=["--replicaof", "127.0.0.1", str(primary.port), *QUICK_SYNC],
             )
             replica.start_blocking()
             started.append(replica)
@@ -512,6 +525,7 @@ def redis_cluster(
                     str(directory / f"node{i}" / "nodes.conf"),
                     "--cluster-node-timeout",
                     str(node_timeout_ms),
+                    *QUICK_SYNC,
                 ],
             )
             node.start_blocking()
