@@ -59,6 +59,21 @@ REDIS_USER_ACL = [
 ADMIN_ACL = ["admin", "on", f">{REDIS_PASSWORD}-admin", "~*", "&*", "+@all"]
 
 
+# Figures a test measured (the Sentinel failover's), printed at the end of the run.
+FIGURES: list[tuple[str, dict[str, Any]]] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not FIGURES:
+        return
+    terminalreporter.section("connection tests: figures")
+    for what, figures in FIGURES:
+        shown = " ".join(
+            f"{k}={v:.1f}s" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()
+        )
+        terminalreporter.write_line(f"{what}: {shown}")
+
+
 def need(*programs: str) -> None:
     """Skip the test (with the reason) unless every program is installed."""
     for program in programs:

@@ -1,0 +1,216 @@
+"""Redis Sentinel: the worker finds the primary, follows a failover mid-drain without a
+restart, and with ``REDIS_WAIT_REPLICAS=1`` stores every vote whose push a replica acknowledged
+(``WAIT``), none twice.
+
+A primary, two replicas and three Sentinels of the tests' own (quorum 2, a primary is down
+after 1 s). A producer pushes unique votes at a steady rate, each chunk followed by ``WAIT 1``
+on its connection: a chunk is *acknowledged* when a replica had it. Once a third of the votes
+are stored, the primary is SIGKILLed (or, in the graceful case, ``SENTINEL FAILOVER`` demotes it
+while it runs: the worker then meets READONLY). The producer goes on through the outage (its
+pushes fail or go unacknowledged meanwhile), then the queue drains, the worker stops on its
+own drain, and an independent check compares MySQL with what was pushed.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+import redis
+import redis.sentinel
+import trio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from tests.conftest import Services, wait_until
+from tests.infra.conftest import FIGURES, cli, need, stored, votes, worker_env
+from tests.servers import SentinelGroup, command, sentinel_group
+from trio_worker.config import from_env
+
+TOTAL = 9000
+CHUNK = 50
+RATE_PER_S = 1500  # pushes spread over about six seconds: the failover lands mid-stream
+
+
+@pytest.fixture
+def group(short_dir: Path, tag: str) -> Iterator[SentinelGroup]:
+    need("redis-server")
+    with sentinel_group(short_dir / f"sentinel-{tag}", replicas=2, sentinels=3) as found:
+        yield found
+
+
+@dataclass
+class Producer:
+    """Pushes ``TOTAL`` unique votes in chunks, each chunk LPUSH + WAIT 1 on one connection."""
+
+    group: SentinelGroup
+    queue: str
+    acknowledged: list[str] = field(default_factory=list)
+    unacknowledged: list[str] = field(default_factory=list)  # failed, or no replica had it
+    done: bool = False
+
+    def run(self) -> None:
+        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            [("127.0.0.1", s.port) for s in self.group.sentinels],
+            sentinel_kwargs={"socket_timeout": 1, "socket_connect_timeout": 1},
+            socket_timeout=2,
+            socket_connect_timeout=1,
+            retry=Retry(NoBackoff(), 0),  # a push whose reply was lost is never sent twice
+        )
+        client = sentinel.master_for(self.group.master)  # type: ignore[no-untyped-call]
+        start = time.monotonic()
+        try:
+            for n, first in enumerate(range(0, TOTAL, CHUNK)):
+                ids = [f"s{i}" for i in range(first, first + CHUNK)]
+                pause = start + n * CHUNK / RATE_PER_S - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                try:
+                    pipe = client.pipeline(transaction=False)
+                    pipe.lpush(self.queue, *votes(ids))
+                    pipe.execute_command("WAIT", 1, 1000)
+                    _, replicas = pipe.execute()
+                except redis.RedisError:
+                    self.unacknowledged += ids
+                    time.sleep(0.05)
+                    continue
+                (self.acknowledged if int(replicas) >= 1 else self.unacknowledged).extend(ids)
+        finally:
+            client.close()
+            for s in sentinel.sentinels:
+                s.close()
+            self.done = True
+
+
+def _primary_client(group: SentinelGroup) -> redis.Redis | None:
+    primary = group.current_primary()
+    return None if primary is None else primary.client()
+
+
+def _drained(group: SentinelGroup, queue: str) -> bool:
+    """The queue is empty and no in-flight list holds a vote, on the current primary."""
+    client = _primary_client(group)
+    if client is None:
+        return False
+    try:
+        if client.llen(queue):
+            return False
+        return all(client.llen(k) == 0 for k in client.smembers(f"{queue}:inflight"))
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def test_check_names_the_primary_sentinel_chose(
+    group: SentinelGroup, services: Services, tag: str
+) -> None:
+    env = {
+        **worker_env(tag),
+        "REDIS_SENTINELS": group.addresses,
+        "REDIS_WAIT_REPLICAS": "1",
+        "MYSQL_HOST": services.mysql_host,
+        "MYSQL_PORT": str(services.mysql_port),
+        "MYSQL_USER": services.mysql_user,
+        "MYSQL_PASSWORD": services.mysql_password,
+    }
+    result = cli(["check"], env)
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"ok: Redis at mymaster via Sentinel {group.addresses}: reachable (primary"
+        f" 127.0.0.1:{group.primary.port}, plain text, user 'default', 2 replicas connected,"
+        " REDIS_WAIT_REPLICAS=1)"
+    ) in result.stdout
+    result = cli(["check"], {**env, "REDIS_WAIT_REPLICAS": "3"})
+    assert result.returncode == 1
+    assert "2 replicas connected, REDIS_WAIT_REPLICAS=3): too few replicas" in result.stderr
+
+
+@pytest.mark.parametrize("how", ["sigkill", "sentinel-failover"])
+async def test_a_failover_mid_drain_stores_every_acknowledged_vote_once(
+    group: SentinelGroup,
+    services: Services,
+    shared_mysql: dict[str, str],
+    tag: str,
+    how: str,
+    start_worker: Any,
+) -> None:
+    env = {
+        **worker_env(tag),
+        **shared_mysql,
+        "REDIS_SENTINELS": group.addresses,
+        "REDIS_SENTINEL_MASTER": group.master,
+        "REDIS_WAIT_REPLICAS": "1",
+    }
+    config = from_env(env)
+    worker = await start_worker(config)
+    sql = pymysql.connect(
+        host=services.mysql_host,
+        port=services.mysql_port,
+        user=services.mysql_user,
+        password=services.mysql_password,
+        autocommit=True,
+    )
+    producer = Producer(group, config.vote_queue)
+    old = group.primary
+    figures: dict[str, Any] = {"how": how}
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, producer.run)
+            await wait_until(
+                lambda: len(stored(sql, config.mysql_database)) >= TOTAL // 3,
+                what="a third of the votes stored",
+            )
+            rows_before = len(stored(sql, config.mysql_database))
+            began = time.monotonic()
+            if how == "sigkill":
+                assert old.proc is not None
+                old.proc.send_signal(signal.SIGKILL)
+            else:
+                sentinel = group.sentinels[0].client()
+                try:
+                    command(sentinel, "SENTINEL", "FAILOVER", group.master)
+                finally:
+                    sentinel.close()
+            await wait_until(
+                lambda: (p := group.current_primary()) is not None and p is not old,
+                what="the Sentinels to agree on a new primary",
+            )
+            figures["new_primary_s"] = time.monotonic() - began
+            await wait_until(
+                lambda: len(stored(sql, config.mysql_database)) > rows_before + CHUNK,
+                what="commits after the failover",
+            )
+            figures["commits_again_s"] = time.monotonic() - began
+            await wait_until(lambda: producer.done, timeout_s=120, what="the producer")
+        await wait_until(lambda: _drained(group, config.vote_queue), timeout_s=60, what="the drain")
+        worker.stop.set()
+        await wait_until(lambda: bool(worker.exit_status), what="the worker's own drain")
+        assert worker.exit_status == [0]
+
+        counts = stored(sql, config.mysql_database)
+        pushed = set(producer.acknowledged) | set(producer.unacknowledged)
+        twice = sorted(v for v, n in counts.items() if n != 1)
+        missing = sorted(set(producer.acknowledged) - set(counts))
+        assert twice == [], f"stored twice: {twice[:10]}"
+        assert missing == [], f"acknowledged, not stored: {missing[:10]}"
+        assert set(counts) <= pushed
+        figures.update(
+            pushed=len(pushed),
+            acknowledged=len(producer.acknowledged),
+            unacknowledged=len(producer.unacknowledged),
+            stored=len(counts),
+            unacknowledged_stored=len(set(producer.unacknowledged) & set(counts)),
+            duplicates=len(twice),
+            acknowledged_lost=len(missing),
+        )
+        FIGURES.append(("sentinel failover", figures))
+    finally:
+        worker.stop.set()
+        sql.close()
