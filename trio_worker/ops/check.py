@@ -37,7 +37,7 @@ async def check(config: Config, report: Report) -> bool:
             try:
                 ok = _redis_report(config, await _redis_session(queue), report)
             except StoreUnavailable as exc:
-                report(False, str(exc))
+                report(False, str(exc) + _redis_hint(config, exc.reason))
                 ok = False
         if scope.cancelled_caught:
             report(False, f"Redis at {config.redis_address}: timed out")
@@ -70,6 +70,18 @@ async def _redis_session(queue: QueueAdmin) -> Session:
     await queue.ping()
     boundary = queue.boundary
     return await boundary.call(session, boundary.client, queue.keys.queue)
+
+
+def _redis_hint(config: Config, reason: str) -> str:
+    """What a connection dropped before the first answer may mean, for the one who runs check
+    (a worker's log keeps to the facts: a server that dies looks the same)."""
+    if "reset by peer" not in reason and "closed by server" not in reason.lower():
+        return ""
+    if not config.redis_tls:
+        return " (if the server accepts TLS only, set REDIS_TLS=true)"
+    # TLS 1.3 ends the handshake before the server checks a client certificate: its alert
+    # may lose the race with the reset.
+    return " (did the server refuse our client certificate? REDIS_TLS_CERT_FILE)"
 
 
 def _redis_report(config: Config, facts: Session, report: Report) -> bool:

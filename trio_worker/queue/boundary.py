@@ -25,7 +25,7 @@ from redis.asyncio.cluster import RedisCluster
 from trio_worker import tls
 from trio_worker.bridge import aio, describe
 from trio_worker.errors import RedisUnavailable
-from trio_worker.queue.client import Client, sentinel_of, uses_tls
+from trio_worker.queue.client import Client, sentinel_of
 from trio_worker.queue.scripts import Script
 
 P = ParamSpec("P")
@@ -76,28 +76,13 @@ def unavailable(
         isinstance(exc, rex.ResponseError) and str(exc).startswith(_UNAVAILABLE_REPLIES)
     ):
         return None
+    if isinstance(exc, rex.AskError):  # MOVED too: the round trip's, which follows no redirection
+        kind = "MOVED" if isinstance(exc, rex.MovedError) else "ASK"
+        return RedisUnavailable(
+            address, f"slot {exc.slot_id} is served by {exc.host}:{exc.port} ({kind})"
+        )
     reason = tls.describe_failure(exc, tls.REDIS)
-    if reason is None:
-        reason = describe(exc)
-        if _reset(exc):
-            # A TLS-only port resets plain text; a server refusing our client certificate
-            # may reset before its alert is read (TLS 1.3 ends the handshake first).
-            reason += (
-                " (did the server refuse our client certificate? REDIS_TLS_CERT_FILE)"
-                if tls_on
-                else " (if the server accepts TLS only, set REDIS_TLS=true)"
-            )
-    return RedisUnavailable(address, reason)
-
-
-def _reset(exc: BaseException) -> bool:
-    """The server dropped the connection before answering: what a TLS port does to plain text."""
-    for error in tls.chain(exc):
-        if isinstance(error, ConnectionResetError):
-            return True
-        if isinstance(error, rex.ConnectionError) and "closed by server" in str(error).lower():
-            return True
-    return False
+    return RedisUnavailable(address, describe(exc) if reason is None else reason)
 
 
 def _reached_a_replica(exc: BaseException) -> bool:
@@ -111,21 +96,40 @@ def _reached_a_replica(exc: BaseException) -> bool:
     return isinstance(exc, rex.ConnectionError) and "is now a slave" in str(exc)
 
 
+def _closed_under_us(exc: AttributeError) -> bool:
+    """redis-py's cluster client closes a node's idle connections in a background task when it
+    refreshes the topology (a failover, a node gone); a call that took one of them just then
+    finds its stream gone, and fails inside redis-py with an AttributeError on None. That is a
+    lost connection (retried; the in-flight list is the truth), not a bug of ours."""
+    if "'NoneType' object has no attribute" not in str(exc):
+        return False
+    tb, last = exc.__traceback__, None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    module = "" if last is None else str(last.tb_frame.f_globals.get("__name__", ""))
+    return module.startswith("redis.asyncio.")
+
+
 class Boundary:
     """A redis-py client and the address it stands for; calls mapped to the domain."""
 
     def __init__(self, client: Client, address: str) -> None:
         self.client = client
         self.address = address
-        self._tls = uses_tls(client)
         self._sentinel = sentinel_of(client) is not None
         self._scripts: dict[str, Any] = {}
 
     async def call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kw: P.kwargs) -> T:
         try:
             return await aio(fn, *args, **kw)
+        except AttributeError as exc:
+            if isinstance(self.client, RedisCluster) and _closed_under_us(exc):
+                raise RedisUnavailable(
+                    self.address, "connection closed by a cluster topology refresh"
+                ) from exc
+            raise
         except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
-            mapped = unavailable(exc, self.address, tls_on=self._tls)
+            mapped = unavailable(exc, self.address)
             if mapped is None:
                 raise
             # Behind Sentinel a failed connection may mean a failed primary: ask again.
@@ -224,8 +228,7 @@ async def _cluster_exchange(
         elif isinstance(
             exc, rex.ConnectionError | rex.TimeoutError | rex.ClusterDownError | OSError
         ):
-            node.update_active_connections_for_reconnect()
-            await node.disconnect_free_connections()
+            # Read the slot map again (its connections are recycled lazily, as redis-py does).
             with contextlib.suppress(rex.RedisError, rex.RedisClusterException, OSError):
                 await cluster.nodes_manager.initialize()
         raise

@@ -14,7 +14,6 @@ from typing import Any
 
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
@@ -98,15 +97,6 @@ def connect(config: Config, *, block_s: float) -> Client:
 
 def is_cluster(client: Client) -> bool:
     return isinstance(client, RedisCluster)
-
-
-def uses_tls(client: Client) -> bool:
-    """Whether the client's connections are TLS (as configured: redis-py never falls back)."""
-    if isinstance(client, RedisCluster):
-        kind = client.connection_kwargs.get("connection_class")
-    else:
-        kind = client.connection_pool.connection_class
-    return isinstance(kind, type) and issubclass(kind, SSLConnection)
 
 
 def sentinel_of(client: Client) -> Sentinel | None:
