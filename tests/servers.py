@@ -525,6 +525,9 @@ def redis_cluster(
                     str(directory / f"node{i}" / "nodes.conf"),
                     "--cluster-node-timeout",
                     str(node_timeout_ms),
+                    # The bus is on port + 10000 unless told: a free port may be too high.
+                    "--cluster-port",
+                    str(free_port()),
                     *QUICK_SYNC,
                 ],
             )
