@@ -63,8 +63,8 @@ async def test_a_worker_drains_through_unix_sockets(
         on_socket = [
             c for c in client.client_list() if c["addr"].startswith(str(unix_redis.unix_socket))
         ]
-        assert on_socket
-        assert {c["db"] for c in on_socket} == {"3"}
+        # (a connection being opened may not have selected its database yet)
+        assert any(c["db"] == "3" for c in on_socket), on_socket
     finally:
         worker.stop.set()
         await wait_until(lambda: bool(worker.exit_status), what="the drain")
