@@ -96,6 +96,12 @@ class Server:
             self.proc.kill()
             self.proc.wait()
 
+    def crash(self) -> None:
+        """SIGKILL, as a machine failure would (``start_blocking`` brings it back)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
 
 @dataclass(frozen=True)
 class RedisTLS:

@@ -110,7 +110,8 @@ def _redis_report(config: Config, facts: Session, report: Report) -> bool:
     parts.append(f"user {facts.user!r}")
     wanted = config.redis_wait_replicas
     if wanted:
-        parts.append(f"{facts.replicas} replicas connected, REDIS_WAIT_REPLICAS={wanted}")
+        replicas = f"{facts.replicas} replica{'' if facts.replicas == 1 else 's'}"
+        parts.append(f"{replicas} connected, REDIS_WAIT_REPLICAS={wanted}")
     text = f"Redis at {where}: reachable ({', '.join(parts)})"
     if wanted > facts.replicas:
         report(False, f"{text}: too few replicas, no batch would commit")
