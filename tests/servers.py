@@ -304,10 +304,16 @@ class SentinelServer(Server):
     primary_port: int = 0
     master: str = "mymaster"
     down_after_ms: int = 1000
+    password: str | None = None  # the Sentinels' own (requirepass, and between Sentinels)
 
     def command(self) -> list[str]:
         conf = self.directory / f"{self.name}.conf"
         if not conf.exists():  # Sentinel rewrites its file: a restart keeps what it learned
+            auth = (
+                f"requirepass {self.password}\nsentinel sentinel-pass {self.password}\n"
+                if self.password
+                else ""
+            )
             conf.write_text(
                 f"port {self.port}\n"
                 "bind 127.0.0.1\n"
@@ -315,12 +321,15 @@ class SentinelServer(Server):
                 f"sentinel monitor {self.master} 127.0.0.1 {self.primary_port} 2\n"
                 f"sentinel down-after-milliseconds {self.master} {self.down_after_ms}\n"
                 f"sentinel failover-timeout {self.master} 10000\n"
-                f"sentinel parallel-syncs {self.master} 2\n"
+                f"sentinel parallel-syncs {self.master} 2\n" + auth
             )
+            conf.chmod(0o600)
         return ["redis-server", str(conf), "--sentinel", *self.extra]
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=1)
+        return redis.Redis(
+            port=self.port, password=self.password, socket_timeout=2, socket_connect_timeout=1
+        )
 
     def answers(self) -> bool:
         client = self.client()
@@ -420,10 +429,16 @@ def _wait(predicate: Any, what: str, timeout_s: float = 60.0) -> None:
 
 @contextmanager
 def sentinel_group(
-    directory: Path, *, replicas: int = 2, sentinels: int = 3, master: str = "mymaster"
+    directory: Path,
+    *,
+    replicas: int = 2,
+    sentinels: int = 3,
+    master: str = "mymaster",
+    sentinel_password: str | None = None,
 ) -> Iterator[SentinelGroup]:
     """A primary, ``replicas`` replicas and ``sentinels`` Sentinels (quorum 2, a primary is
-    down after 1 s), all in sync before the block runs; every process killed after it."""
+    down after 1 s; ``sentinel_password`` their own), all in sync before the block runs; every
+    process killed after it."""
     with ExitStack() as stack:
         started: list[Server] = []
         stack.callback(_stop_all, started)
@@ -446,7 +461,11 @@ def sentinel_group(
         for i in range(sentinels):
             (directory / f"sentinel{i}").mkdir()
             watcher = SentinelServer(
-                f"sentinel{i}", directory / f"sentinel{i}", primary_port=primary.port, master=master
+                f"sentinel{i}",
+                directory / f"sentinel{i}",
+                primary_port=primary.port,
+                master=master,
+                password=sentinel_password,
             )
             watcher.start_blocking()
             started.append(watcher)

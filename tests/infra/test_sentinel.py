@@ -135,6 +135,36 @@ def test_check_names_the_primary_sentinel_chose(
     assert "1 replica connected, REDIS_WAIT_REPLICAS=2): too few replicas" in result.stderr
 
 
+def test_check_logs_in_to_sentinels_that_want_a_password(
+    short_dir: Path, services: Services, tag: str, tmp_path: Path
+) -> None:
+    need("redis-server")
+    password = f"sentinel-pw-{tag}"
+    secret = tmp_path / "sentinel-password"
+    secret.write_text(password + "\n")
+    env = {
+        **worker_env(tag),
+        "MYSQL_HOST": services.mysql_host,
+        "MYSQL_PORT": str(services.mysql_port),
+        "MYSQL_USER": services.mysql_user,
+        "MYSQL_PASSWORD": services.mysql_password,
+    }
+    with sentinel_group(
+        short_dir / f"sentinel-pw-{tag}", replicas=1, sentinel_password=password
+    ) as group:
+        env["REDIS_SENTINELS"] = group.addresses
+        result = cli(["check"], {**env, "REDIS_SENTINEL_PASSWORD_FILE": str(secret)})
+        assert result.returncode == 0, result.stderr
+        assert f"reachable (primary 127.0.0.1:{group.primary.port}," in result.stdout
+        refused = cli(["check"], env)
+    assert refused.returncode == 1
+    assert (
+        "no Sentinel named a primary for 'mymaster': 3 did not answer (unreachable, or refusing"
+        " REDIS_SENTINEL_PASSWORD)"
+    ) in refused.stderr
+    assert password not in result.stdout + result.stderr + refused.stdout + refused.stderr
+
+
 @pytest.mark.parametrize("how", ["sigkill", "sentinel-failover"])
 async def test_a_failover_mid_drain_stores_every_acknowledged_vote_once(
     group: SentinelGroup,

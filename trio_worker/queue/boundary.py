@@ -15,12 +15,14 @@ the next ones ask Sentinel (or resolve the host name) afresh.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aredis
 import redis.exceptions as rex
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import MasterNotFoundError
 
 from trio_worker import tls
 from trio_worker.bridge import aio, describe
@@ -60,9 +62,7 @@ _CLUSTER_UNREACHABLE = (
 _REPLICA_REPLIES = ("UNBLOCKED", "MASTERDOWN", "READONLY")
 
 
-def unavailable(
-    exc: BaseException, address: str, *, tls_on: bool = False
-) -> RedisUnavailable | None:
+def unavailable(exc: BaseException, address: str) -> RedisUnavailable | None:
     """The domain error for a driver error, or None if it is a bug."""
     if type(exc) is rex.ResponseError and str(exc).startswith(_CLUSTER_REPLIES):
         # A plain client's parser has no cluster errors: it met a cluster node.
@@ -76,6 +76,8 @@ def unavailable(
         isinstance(exc, rex.ResponseError) and str(exc).startswith(_UNAVAILABLE_REPLIES)
     ):
         return None
+    if isinstance(exc, MasterNotFoundError):
+        return RedisUnavailable(address, _no_primary(str(exc)))
     if isinstance(exc, rex.AskError):  # MOVED too: the round trip's, which follows no redirection
         kind = "MOVED" if isinstance(exc, rex.MovedError) else "ASK"
         return RedisUnavailable(
@@ -83,6 +85,24 @@ def unavailable(
         )
     reason = tls.describe_failure(exc, tls.REDIS)
     return RedisUnavailable(address, describe(exc) if reason is None else reason)
+
+
+def _no_primary(text: str) -> str:
+    """Sentinel's "No master found for 'x' : <client> - <error>, ...", said shortly (redis-py's
+    text repeats each Sentinel client's whole configuration)."""
+    found = re.search(r"for '([^']*)'", text)
+    service = found.group(1) if found else "?"
+    _, _, errors = text.partition(" : ")
+    silent = errors.count(" - ")
+    if silent:
+        return (
+            f"no Sentinel named a primary for {service!r}: {silent} did not answer"
+            " (unreachable, or refusing REDIS_SENTINEL_PASSWORD)"
+        )
+    return (
+        f"the Sentinels name no primary for {service!r} (a failover under way, or a service"
+        " they do not watch: REDIS_SENTINEL_MASTER)"
+    )
 
 
 def _reached_a_replica(exc: BaseException) -> bool:
