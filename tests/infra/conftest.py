@@ -59,6 +59,9 @@ REDIS_USER_ACL = [
 ADMIN_ACL = ["admin", "on", f">{REDIS_PASSWORD}-admin", "~*", "&*", "+@all"]
 
 
+# How long the failover tests' producers wait for a replica to acknowledge a push (WAIT).
+PUSH_WAIT_MS = 200
+
 # Figures a test measured (the Sentinel failover's), printed at the end of the run.
 FIGURES: list[tuple[str, dict[str, Any]]] = []
 

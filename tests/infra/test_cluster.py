@@ -25,7 +25,7 @@ from redis.crc import key_slot
 from redis.retry import Retry
 
 from tests.conftest import Services, wait_until
-from tests.infra.conftest import FIGURES, cli, need, stored, votes, worker_env
+from tests.infra.conftest import FIGURES, PUSH_WAIT_MS, cli, need, stored, votes, worker_env
 from tests.servers import ClusterNodes, RedisServer, command, redis_cluster
 from trio_worker.config import from_env
 from trio_worker.errors import RedisUnavailable
@@ -348,7 +348,7 @@ async def test_the_queue_nodes_failover_mid_drain(
         try:
             pipe = owner_client[0].pipeline(transaction=False)
             pipe.lpush(queue, *votes(ids))
-            pipe.execute_command("WAIT", 1, 1000)  # type: ignore[no-untyped-call]
+            pipe.execute_command("WAIT", 1, PUSH_WAIT_MS)  # type: ignore[no-untyped-call]
             _, replicas = pipe.execute()
         except redis.RedisError:
             owner_client.pop().close()

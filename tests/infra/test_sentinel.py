@@ -32,7 +32,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.conftest import Services, wait_until
-from tests.infra.conftest import FIGURES, cli, need, stored, votes, worker_env
+from tests.infra.conftest import FIGURES, PUSH_WAIT_MS, cli, need, stored, votes, worker_env
 from tests.servers import SentinelGroup, command, sentinel_group
 from trio_worker.config import from_env
 
@@ -77,13 +77,15 @@ class Producer:
                 try:
                     pipe = client.pipeline(transaction=False)
                     pipe.lpush(self.queue, *votes(ids))
-                    pipe.execute_command("WAIT", 1, 1000)
+                    pipe.execute_command("WAIT", 1, PUSH_WAIT_MS)
                     _, replicas = pipe.execute()
                 except redis.RedisError:
                     self.unacknowledged += ids
                     time.sleep(0.05)
                     continue
                 (self.acknowledged if int(replicas) >= 1 else self.unacknowledged).extend(ids)
+                if int(replicas) < 1:  # as the worker does: maybe a primary left behind
+                    client.connection_pool.disconnect()
         finally:
             client.close()
             for s in sentinel.sentinels:

@@ -133,7 +133,7 @@ class RedisQueue:
             [("EVAL", scripts.TAKE.source, len(keys), *keys, *args)], replies=1
         )
         taken = self._taken(result, key)
-        self._check_replicas(acked, bool(taken.items))
+        await self._check_replicas(acked, bool(taken.items))
         return taken
 
     async def wait_take(
@@ -159,7 +159,7 @@ class RedisQueue:
             return self._taken(replies[1], key)
         (_, result), acked = await self._replicated(commands, replies=2)
         taken = self._taken(result, key)
-        self._check_replicas(acked, bool(taken.items))
+        await self._check_replicas(acked, bool(taken.items))
         return taken
 
     async def read(self, key: str) -> list[Item]:
@@ -178,7 +178,7 @@ class RedisQueue:
             raise LeaseLost(key)
         votes, large = result
         if self._replicas:
-            self._check_replicas(acked, bool(votes))
+            await self._check_replicas(acked, bool(votes))
         return _items(votes, large)
 
     async def _replicated(
@@ -201,9 +201,15 @@ class RedisQueue:
         out = await self.boundary.round_trip(packet, replies=replies + 2, key=self.keys.queue)
         return out[:replies], int(out[-1])
 
-    def _check_replicas(self, acked: int, holding: bool) -> None:
+    async def _check_replicas(self, acked: int, holding: bool) -> None:
         """A batch is committed only once its votes' move reached ``REDIS_WAIT_REPLICAS``
-        replicas: else a failover could hand them back to the queue after the commit."""
+        replicas: else a failover could hand them back to the queue after the commit.
+
+        Too few replicas may also mean this server is no longer the primary (a failover left it
+        behind, its replicas gone to the new one): the client finds the primary again before
+        the caller's retry."""
+        if acked < self._replicas:
+            await self.boundary.rediscover()
         if holding and acked < self._replicas:
             raise RedisUnavailable(
                 self.address,
