@@ -252,6 +252,11 @@ def stored(conn: pymysql.connections.Connection[Any], database: str) -> dict[str
         return {str(v): int(n) for v, n in cur.fetchall()}
 
 
+def newer_than(counts: dict[str, int], first: int) -> bool:
+    """Whether a vote numbered ``first`` or later (``s123``, ``c123``) is stored."""
+    return any(int(v[1:]) >= first for v in counts)
+
+
 def votes(ids: list[str]) -> list[bytes]:
     return [f'{{"voter_id": "{v}", "vote": "{"ab"[i % 2]}"}}'.encode() for i, v in enumerate(ids)]
 
