@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -75,26 +76,28 @@ _AsyncmyConnection: Any = asyncmy.connection.Connection
 class _Session(_AsyncmyConnection):  # type: ignore[misc]
     """asyncmy's connection, deciding on TLS from what the server's greeting offers.
 
-    Between the greeting (``server_capabilities``) and the login, where the mysql client
-    decides too: with ``tls_optional`` (``PREFERRED``) a server that offers no TLS is spoken to
-    in plain text; otherwise the connection stops there.
+    asyncmy attempts TLS whenever it holds a context, whatever the server offers. Between the
+    greeting (``server_capabilities``) and the login, where the mysql client decides too:
+    ``preferred_tls`` (``PREFERRED``) is used only if the server offers TLS, and a mandatory
+    context (``REQUIRED`` and up, from ``ssl``) stops the connection if it does not.
     """
 
-    tls_optional = False
+    preferred_tls: ssl.SSLContext | None = None
     # asyncmy's own attributes (set by its __init__ and greeting).
     _ssl_context: Any
     _client_flag: int
     server_capabilities: int
 
     async def _request_authentication(self) -> None:
-        if self._ssl_context is not None and not self.server_capabilities & CLIENT.SSL:
-            if not self.tls_optional:
-                raise asyncmy.errors.OperationalError(
-                    _CR_SSL_CONNECTION_ERROR,
-                    "TLS handshake failed: the server does not offer TLS (MYSQL_SSL_MODE)",
-                )
-            self._ssl_context = None
-            self._client_flag &= ~CLIENT.SSL
+        offered = bool(self.server_capabilities & CLIENT.SSL)
+        if self.preferred_tls is not None and offered:
+            self._ssl_context = self.preferred_tls
+            self._client_flag |= CLIENT.SSL
+        elif self._ssl_context is not None and not offered:
+            raise asyncmy.errors.OperationalError(
+                _CR_SSL_CONNECTION_ERROR,
+                "TLS handshake failed: the server does not offer TLS (MYSQL_SSL_MODE)",
+            )
         await super()._request_authentication()
 
 
@@ -145,9 +148,12 @@ class Connection:
         await self._kill_abandoned()
 
     def connect_options(self, database: bool) -> dict[str, Any]:
-        """asyncmy.connect's arguments (``ssl``: the context ``MYSQL_SSL_MODE`` asks for, read
-        afresh each time so that renewed certificates are picked up)."""
+        """asyncmy.connect's arguments. ``ssl`` is the context a mandatory ``MYSQL_SSL_MODE``
+        (``REQUIRED`` and up) asks for, read afresh each time so that renewed certificates are
+        picked up; ``PREFERRED``'s optional TLS is added by ``_Session`` once the server's
+        greeting offers it (given to asyncmy here, it would be attempted whatever the server)."""
         c = self.config
+        mandatory = c.mysql_ssl_mode not in ("DISABLED", "PREFERRED")
         return {
             "host": c.mysql_host,
             "port": c.mysql_port,
@@ -158,13 +164,14 @@ class Connection:
             "charset": "utf8mb4",
             "autocommit": False,
             "connect_timeout": CONNECT_TIMEOUT_S,
-            "ssl": tls.mysql_context(c),
+            "ssl": tls.mysql_context(c) if mandatory else None,
         }
 
     async def _connect(self, database: bool) -> Any:
         """On the asyncio loop: a connected ``_Session``."""
         raw = _Session(**self.connect_options(database))
-        raw.tls_optional = self.config.mysql_ssl_mode == "PREFERRED"
+        if self.config.mysql_ssl_mode == "PREFERRED":
+            raw.preferred_tls = tls.mysql_context(self.config)  # None over a Unix socket
         await raw.connect()
         return raw
 
