@@ -43,7 +43,8 @@ bench *ARGS: setup
     "{{bin}}/python" bench/run.py {{ARGS}}
 
 # the race suite: producers, workers, random faults, then the exactly-once checker (about 5 min);
-# `just test-race 1 30` for one short run, `just test-race 1 60 --stress-seed N` to replay seed N
+# `just test-race 1 30` for one short run, `just test-race 1 60 --stress-seed N` to replay seed N;
+# RACE_WITHOUT=kind,kind leaves fault kinds out (tests/race/kinds.py)
 test-race seeds="3" duration="60" *ARGS: setup
     {{bin}}/python -X dev -W error -m pytest tests/race --stress-seeds {{seeds}} --stress-duration {{duration}} {{ARGS}}
 

@@ -3,6 +3,7 @@
 Faults:
 - ``cut_all()``: close every proxied connection now (both sides).
 - ``blackhole``: while true, nothing is forwarded in either direction (bytes wait).
+- ``refuse``: while true, a new connection is closed at once (the store is down).
 - ``latency_s``: each forwarded chunk is held this long.
 - ``cut_reply_after(pattern)``: the next client chunk containing ``pattern`` is forwarded, the
   server's reply is awaited and thrown away, and the connection is cut: the request took effect
@@ -13,8 +14,14 @@ Faults:
   chunk is delivered before the cut: the client's parser sees a truncated reply.
 - ``hold_reply_after(pattern)`` / ``hold_before(pattern)``: the request is forwarded (or not) and
   then the connection freezes; ``holding`` is set, so a test can kill the client at exactly that
-  moment. ``release()`` cuts the frozen connections (a held request is never forwarded).
-Each armed fault fires once per call; ``fired`` counts what fired.
+  moment. A frozen connection passes nothing, not even the client's close (as a dead network
+  would not), until ``release()`` cuts it (a held request is never forwarded).
+Each armed fault fires once per call; ``fired`` counts what fired; ``disarm`` takes back one
+armed fault that has not fired. Without faults:
+- ``watch(pattern)``: ``seen[pattern]`` counts the client chunks that contain it (what a worker
+  asked its store for, e.g. that it took no votes);
+- ``held_ports()``: the proxy's own local ports towards the server of the connections frozen
+  now, by which the server's process list names their sessions (``127.0.0.1:<port>``).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ class _Conn:
     drop_reply: bool = False
     half_reply: bool = False
     hold_reply: bool = False
+    released: trio.Event | None = None  # set while frozen: the release that ends it
 
 
 class FaultProxy:
@@ -40,10 +48,14 @@ class FaultProxy:
         self.target = (host, port)
         self.port = 0
         self.blackhole = False
+        self.refuse = False
         self.latency_s = 0.0
         self.fired: Counter[str] = Counter()
+        self.seen: Counter[bytes] = Counter()
+        self._watched: list[bytes] = []
         self.connections_seen = 0
         self._conns: set[_Conn] = set()
+        self._held: set[_Conn] = set()
         self._cut_reply: list[bytes] = []
         self._cut_before: list[bytes] = []
         self._half_reply: list[bytes] = []
@@ -88,6 +100,35 @@ class FaultProxy:
     def hold_before(self, pattern: bytes) -> None:
         self._hold_before.append(pattern)
 
+    def watch(self, pattern: bytes) -> None:
+        if pattern not in self._watched:
+            self._watched.append(pattern)
+
+    def disarm(self, kind: str, pattern: bytes) -> bool:
+        """Take back one armed ``kind`` (``cut_reply``, ``cut_before``, ``half_reply``,
+        ``hold_reply``, ``hold_before``) on ``pattern``; False if it has fired meanwhile."""
+        armed = {
+            "cut_reply": self._cut_reply,
+            "cut_before": self._cut_before,
+            "half_reply": self._half_reply,
+            "hold_reply": self._hold_reply,
+            "hold_before": self._hold_before,
+        }[kind]
+        if pattern in armed:
+            armed.remove(pattern)
+            return True
+        return False
+
+    def held_ports(self) -> list[int]:
+        """Local ports (towards the server) of the connections frozen now and still open."""
+        ports = []
+        for conn in self._held & self._conns:
+            try:
+                ports.append(int(conn.server.socket.getsockname()[1]))
+            except OSError:
+                continue  # closed meanwhile
+        return sorted(ports)
+
     def release(self) -> None:
         """Cut the held connections, and disarm every fault not yet fired."""
         self._released.set()
@@ -110,15 +151,22 @@ class FaultProxy:
         """Faults armed but not yet fired."""
         return sum(len(armed) for armed in self._armed())
 
-    async def _freeze(self, kind: str, scope: trio.CancelScope) -> None:
+    async def _freeze(self, kind: str, conn: _Conn, scope: trio.CancelScope) -> None:
         self.fired[kind] += 1
-        released = self._released
+        released = conn.released = self._released
+        self._held.add(conn)
         self.holding.set()
-        await released.wait()
+        try:
+            await released.wait()
+        finally:
+            self._held.discard(conn)
         scope.cancel()
 
     async def _handle(self, client: trio.SocketStream) -> None:
         self.connections_seen += 1
+        if self.refuse:
+            await trio.aclose_forcefully(client)
+            return
         try:
             server = await trio.open_tcp_stream(*self.target)
         except OSError:
@@ -153,13 +201,18 @@ class FaultProxy:
 
     async def _upstream(self, conn: _Conn, scope: trio.CancelScope) -> None:
         async for chunk in conn.client:
+            if conn.released is not None:
+                continue  # frozen: nothing reaches the server
             await self._hold()
+            for pattern in self._watched:
+                if pattern in chunk:
+                    self.seen[pattern] += 1
             if self._take(self._cut_before, chunk):
                 self.fired["cut_before"] += 1
                 scope.cancel()
                 return
             if self._take(self._hold_before, chunk):
-                await self._freeze("hold_before", scope)
+                await self._freeze("hold_before", conn, scope)
                 return
             if self._take(self._cut_reply, chunk):
                 conn.drop_reply = True
@@ -168,6 +221,8 @@ class FaultProxy:
             elif self._take(self._hold_reply, chunk):
                 conn.hold_reply = True
             await conn.server.send_all(chunk)
+        if conn.released is not None:
+            await conn.released.wait()  # frozen: the server must not learn of the close
         scope.cancel()
 
     async def _downstream(self, conn: _Conn, scope: trio.CancelScope) -> None:
@@ -184,7 +239,7 @@ class FaultProxy:
                 scope.cancel()
                 return
             if conn.hold_reply:
-                await self._freeze("hold_reply", scope)
+                await self._freeze("hold_reply", conn, scope)
                 return
             await conn.client.send_all(chunk)
         scope.cancel()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import orjson
@@ -9,6 +11,7 @@ import pymysql
 import redis
 
 from trio_worker.config import Config
+from trio_worker.mysql.schema import LEDGER_TABLE, VOTES_TABLE
 
 
 def push_votes(
@@ -88,3 +91,31 @@ def voter_counts(config: Config) -> dict[str, int]:
 
 def inflight_keys(rds: redis.Redis, config: Config) -> list[bytes]:
     return [k for k in rds.scan_iter(match=f"{config.vote_queue}:inflight:*") if rds.llen(k) > 0]
+
+
+def create_schema(config: Config, *more: str, votes: str = VOTES_TABLE) -> None:
+    """The database and both tables, as an operator prepares them (e.g. for an account without
+    CREATE rights), then ``more`` statements; ``votes``: another DDL for the votes table."""
+    db = config.mysql_database
+    admin_sql(
+        config,
+        f"CREATE DATABASE `{db}`",
+        f"CREATE TABLE `{db}`.votes {votes.split('votes', 1)[1]}",
+        f"CREATE TABLE `{db}`.vote_batches {LEDGER_TABLE.split('vote_batches', 1)[1]}",
+        *more,
+    )
+
+
+def cli(config: Config, *args: str) -> subprocess.CompletedProcess[str]:
+    """``trio-worker ARGS`` configured like ``config``, no terminal."""
+    from tests.conftest import env_of
+
+    return subprocess.run(
+        [sys.executable, "-m", "trio_worker", *args],
+        env=env_of(config),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

@@ -118,7 +118,8 @@ class RedisServer(Server):
     # TLS only (no plain-text port) when set; the client the tests use then needs a
     # certificate of the server's CA (``client_tls``).
     tls: RedisTLS | None = None
-    # An ACL user the tests' own client logs in as (the server's users come with ``extra``).
+    # The tests' own client logs in with these. A password without a user name is also the
+    # server's --requirepass (clients must AUTH); ACL users come with ``extra``.
     username: str | None = None
     password: str | None = None
     unix_socket: Path | None = None
@@ -158,13 +159,20 @@ class RedisServer(Server):
             "always",
             "--daemonize",
             "no",
+            *(
+                ["--requirepass", self.password]
+                if self.password is not None and self.username is None
+                else []
+            ),
             *self.extra,
         ]
 
-    def client(self, **options: Any) -> redis.Redis:
-        """A synchronous client of the tests' own (TLS and user as the server wants them)."""
+    def client(self, db: int = 0, **options: Any) -> redis.Redis:
+        """A synchronous client of the tests' own (with the password, TLS and user the server
+        wants)."""
         settings: dict[str, Any] = {
             "port": self.port,
+            "db": db,
             "username": self.username,
             "password": self.password,
             "socket_timeout": 5,

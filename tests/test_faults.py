@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +15,8 @@ import trio
 
 from tests.conftest import wait_until
 from tests.faults import FaultProxy
-from tests.helpers import inflight_keys, push_votes, row_count, sql, voter_counts
+from tests.helpers import admin_sql, inflight_keys, push_votes, row_count, sql, voter_counts
+from tests.processes import exit_status, worker_process
 from trio_worker.config import Config
 from trio_worker.queue import scripts
 
@@ -24,6 +28,15 @@ async def metric(url: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"{name} not exported")
+
+
+async def until_metric(url: str, name: str, value: float) -> None:
+    """Poll /metrics until ``name`` reads ``value`` (the counters live in the worker)."""
+    with trio.move_on_after(30):
+        while await metric(url, name) != value:  # noqa: ASYNC110 (HTTP: no event crosses it)
+            await trio.sleep(0.05)
+        return
+    pytest.fail(f"{name} never reached {value}: {await metric(url, name)}")
 
 
 async def until_ready(url: str) -> None:
@@ -66,13 +79,18 @@ async def test_mysql_connection_cut_at_commit(
     ids = push_votes(rds, config, 3000)
     await wait_until(lambda: row_count(config) >= 3000, what="3000 rows")
     assert await metric(worker.url, "database_errors_total") >= 3
+    # Sizes are observed when a flusher hears its COMMIT's reply, a moment after the rows show.
+    await until_metric(worker.url, "vote_batch_size_sum", 3000)
+    committed = await metric(worker.url, "vote_batch_size_count")
     await drained(worker, rds, config)
     assert proxy.pending == 0
     assert proxy.fired["cut_reply" if committed_before_retry else "cut_before"] == 3
     assert voter_counts(config) == dict.fromkeys(ids, 1)
-    # Each committed batch has exactly one ledger row, and the ledger agrees with the table.
+    # The flusher observes each batch's size once, when it is committed (after any retries), and
+    # each committed batch has exactly one ledger row, whose vote count agrees with the table.
     batches = sql(config, "SELECT COUNT(*), SUM(votes) FROM vote_batches")[0]
-    assert int(batches[1]) == 3000
+    assert (int(batches[0]), int(batches[1])) == (committed, 3000)
+    assert committed >= 3000 / 500
 
 
 async def test_redis_reply_lost_after_the_take_script_ran(
@@ -129,15 +147,71 @@ async def test_claim_whose_reply_is_lost_is_still_finished(
     proxy = FaultProxy(config.redis_host, config.redis_port)
     port = await nursery.start(proxy.serve)
     worker = await start_worker(config, redis_host="127.0.0.1", redis_port=port)
+    registry = f"{config.vote_queue}:inflight"
+    # Batch ids carry their start time: a fresh one, or the batch would be too old to commit.
+    now_ms = int(time.time() * 1000)
+    # The first pass after start looks at our own keys anyway, so the cut claim must come in a
+    # later pass. A first dead worker's list, finished before the second one appears, proves
+    # that a pass has run (a sleep would prove nothing on a slow machine, and pass the test).
+    first = f"{config.vote_queue}:inflight:ghost0:{now_ms}-abcdef-1"
+    rds.rpush(first, b'{"voter_id": "g-first", "vote": "a"}')
+    rds.sadd(registry, first)
     await until_ready(worker.url)
-    await trio.sleep(0.5)  # past the first recovery pass, which looks at our own keys anyway
-    # A batch started now (an older one would be stale: past what the ledger vouches for).
-    dead = f"{config.vote_queue}:inflight:ghost:{int(time.time() * 1000)}-abcdef-1"
+    await wait_until(
+        lambda: row_count(config) == 1 and not rds.exists(first), what="a first recovery pass"
+    )
+    dead = f"{config.vote_queue}:inflight:ghost:{now_ms}-abcdef-2"
     votes = [f'{{"voter_id": "g{i}", "vote": "a"}}'.encode() for i in range(50)]
     proxy.cut_reply_after(claim_sha)
     rds.rpush(dead, *votes)
-    rds.sadd(f"{config.vote_queue}:inflight", dead)
+    rds.sadd(registry, dead)
     await wait_until(lambda: proxy.fired["cut_reply"] == 1, what="the claim's reply to be cut")
-    await wait_until(lambda: row_count(config) >= 50, timeout_s=10, what="the claimed votes")
+    await wait_until(lambda: row_count(config) >= 51, timeout_s=10, what="the claimed votes")
     await drained(worker, rds, config)
-    assert voter_counts(config) == {f"g{i}": 1 for i in range(50)}
+    assert voter_counts(config) == {"g-first": 1, **{f"g{i}": 1 for i in range(50)}}
+
+
+@pytest.mark.parametrize(
+    "step",
+    [b"AUTOCOMMIT", b"SET SESSION"],
+    ids=["driver-set-up", "session-settings"],
+)
+async def test_a_connection_frozen_while_it_is_set_up_has_its_session_killed(
+    config: Config, rds: redis.Redis, tmp_path: Path, nursery: trio.Nursery, step: bytes
+) -> None:
+    """A store that stops answering right after the login (the driver's own ``SET
+    AUTOCOMMIT``, or the worker's session settings), without closing the connection: the
+    worker must give up within MYSQL_READ_TIMEOUT_S, go on, and KILL the abandoned session,
+    not leave it to the server's wait_timeout (the contract: "without waiting for the server
+    to time out a session it abandoned"), whatever step it was frozen at."""
+    proxy = FaultProxy(config.mysql_host, config.mysql_port)
+    port = await nursery.start(proxy.serve)
+    cfg = replace(config, mysql_host="127.0.0.1", mysql_port=port, mysql_read_timeout_s=2)
+    admin_sql(config, f"CREATE DATABASE `{config.mysql_database}`")  # for the process list
+    proxy.hold_reply_after(step)  # the first connection freezes at that step
+    ids = push_votes(rds, config, 500)
+    async with worker_process(cfg, tmp_path / "worker.log") as proc:
+        with trio.fail_after(20):
+            await proxy.holding.wait()
+        (frozen_port,) = proxy.held_ports()
+        session = session_at(config, frozen_port)
+        assert session is not None
+        await wait_until(lambda: row_count(config) == 500, what="the worker going on")
+        await wait_until(
+            lambda: session_at(config, frozen_port) is None,
+            timeout_s=cfg.mysql_read_timeout_s + 7,
+            what=f"the frozen session {session} to be killed",
+        )
+        assert proxy.held_ports() == [frozen_port]  # still frozen: the worker's KILL ended it
+        proc.send_signal(signal.SIGTERM)
+        assert await exit_status(proc, within_s=cfg.shutdown_timeout_s + 10) == 0
+    proxy.release()
+    assert voter_counts(config) == dict.fromkeys(ids, 1)
+
+
+def session_at(config: Config, port: int) -> int | None:
+    """The server's session whose client socket is the proxy's ``127.0.0.1:<port>``."""
+    rows = sql(
+        config, f"SELECT ID FROM information_schema.PROCESSLIST WHERE HOST = '127.0.0.1:{port}'"
+    )
+    return int(rows[0][0]) if rows else None

@@ -16,6 +16,7 @@ from tests.conftest import wait_until
 from tests.faults import FaultProxy
 from tests.helpers import (
     admin_sql,
+    create_schema,
     inflight_keys,
     push_raw,
     push_votes,
@@ -26,7 +27,7 @@ from tests.helpers import (
 from tests.processes import exit_status, worker_process
 from tests.servers import free_port, own_mariadb
 from trio_worker.config import Config
-from trio_worker.mysql.schema import LEDGER_TABLE, VOTES_TABLE
+from trio_worker.mysql.schema import VOTES_TABLE
 
 pytestmark = pytest.mark.slow
 
@@ -102,11 +103,10 @@ async def test_a_row_failing_a_check_constraint_is_dead_lettered(
 ) -> None:
     """Regression: server errors numbered 3000 and up (3819 CHECK constraint on MySQL 8, 4025
     on MariaDB) counted as connection errors: the batch was retried forever."""
-    db = config.mysql_database
-    checked = VOTES_TABLE.split("votes", 1)[1].replace(
+    checked = VOTES_TABLE.replace(
         "INDEX idx_vote", "CONSTRAINT vote_ok CHECK (vote <> 'bad'), INDEX idx_vote"
     )
-    admin_sql(config, f"CREATE DATABASE `{db}`", f"CREATE TABLE `{db}`.votes {checked}")
+    create_schema(config, votes=checked)
     bad = b'{"voter_id": "b", "vote": "bad"}'
     push_raw(
         rds, config, b'{"voter_id": "g1", "vote": "a"}', bad, b'{"voter_id": "g2", "vote": "b"}'
@@ -127,11 +127,8 @@ async def test_a_refusal_of_the_schema_or_account_kind_keeps_the_worker_alive_an
     CREATE TABLE fail (1142) outside the retry loop: the service crashed into a restart loop."""
     user = f"lim_{config.vote_queue[1:9]}"
     db = config.mysql_database
-    admin_sql(
+    create_schema(
         config,
-        f"CREATE DATABASE `{db}`",
-        f"CREATE TABLE `{db}`.votes {VOTES_TABLE.split('votes', 1)[1]}",
-        f"CREATE TABLE `{db}`.vote_batches {LEDGER_TABLE.split('vote_batches', 1)[1]}",
         f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{db}`.* TO '{user}'@'%'",
     )

@@ -4,8 +4,6 @@ them with `trio-worker dlq`."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,8 +13,8 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import env_of, wait_until
-from tests.helpers import inflight_keys, push_raw, push_votes, row_count, voter_counts
+from tests.conftest import wait_until
+from tests.helpers import cli, inflight_keys, push_raw, push_votes, row_count, voter_counts
 from tests.processes import exit_status, worker_process
 from tests.servers import free_port
 from trio_worker.config import Config
@@ -25,17 +23,6 @@ from trio_worker.queue import PREVIEW_BYTES
 
 def letters(rds: redis.Redis, config: Config) -> list[dict[str, Any]]:
     return [orjson.loads(e) for e in rds.lrange(config.dead_letter_queue, 0, -1)]
-
-
-def cli(config: Config, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trio_worker", *args],
-        env=env_of(config),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 async def test_a_message_over_the_limit_is_dead_lettered_with_its_original_kept(

@@ -9,8 +9,6 @@ knows it (the pruner spares the rows of batches whose lists are still in Redis).
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,11 +19,19 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import env_of, wait_until
-from tests.helpers import admin_sql, inflight_keys, push_votes, row_count, sql, voter_counts
+from tests.conftest import wait_until
+from tests.helpers import (
+    admin_sql,
+    cli,
+    create_schema,
+    inflight_keys,
+    push_votes,
+    row_count,
+    sql,
+    voter_counts,
+)
 from tests.processes import exit_status, mysql_proxy, stall_with_a_batch_in_flight, worker_process
 from trio_worker.config import Config
-from trio_worker.mysql.schema import LEDGER_TABLE, VOTES_TABLE
 
 RETENTION_S = 30
 
@@ -144,24 +150,3 @@ async def test_the_ledger_rows_of_lists_still_in_redis_are_never_pruned(
         assert await exit_status(proc, within_s=cfg.shutdown_timeout_s + 5) == 0
     assert voter_counts(config) == {"d0": 1, "d1": 1} | dict.fromkeys(ids, 1)
     assert letters(rds, config) == []
-
-
-def create_schema(config: Config) -> None:
-    db = config.mysql_database
-    admin_sql(
-        config,
-        f"CREATE DATABASE `{db}`",
-        f"CREATE TABLE `{db}`.votes {VOTES_TABLE.split('votes', 1)[1]}",
-        f"CREATE TABLE `{db}`.vote_batches {LEDGER_TABLE.split('vote_batches', 1)[1]}",
-    )
-
-
-def cli(config: Config, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trio_worker", *args],
-        env=env_of(config),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )

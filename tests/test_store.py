@@ -194,3 +194,11 @@ async def test_an_old_ledger_gains_the_refused_column(config: Config) -> None:
     async with trio_asyncio.open_loop():
         (await open_conn(config)).close()
     assert [r[0] for r in sql(config, "SHOW COLUMNS FROM vote_batches")][-1] == "refused"
+
+
+def test_values_are_quoted_for_no_backslash_escapes() -> None:
+    rows = [("o'neil", "a'", "2026-11-29 10:00:00"), ("back\\slash", "b", "2026-11-29 10:00:01")]
+    assert sqltext.values(rows) == [
+        "('o''neil','a''','2026-11-29 10:00:00')",
+        "('back\\slash','b','2026-11-29 10:00:01')",
+    ]

@@ -27,13 +27,21 @@ log = logging.getLogger("trio_worker.http")
 PROBE_TIMEOUT_S = 2.0
 
 
+class _Check:
+    """One MySQL check under way, and its outcome once ``done``."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.ok = False
+
+
 class Probes:
     """Live checks of both stores for /health, on their own connections."""
 
     def __init__(self, queue: RedisQueue, conn: Connection) -> None:
         self.queue = queue
         self.conn = conn
-        self._mysql_lock = trio.Lock()
+        self._mysql_check: _Check | None = None
 
     async def redis(self) -> bool:
         with trio.move_on_after(PROBE_TIMEOUT_S):
@@ -45,21 +53,35 @@ class Probes:
         return False
 
     async def mysql(self) -> bool:
-        # One probe connection, one check at a time: a burst of /health opens no new ones.
-        async with self._mysql_lock:
-            with trio.move_on_after(PROBE_TIMEOUT_S):
-                try:
-                    if not self.conn.is_open or self.conn.idle_too_long():
-                        # The server answering is health; the database may not exist yet.
-                        await self.conn.open(database=False)
-                    await self.conn.execute("SELECT 1")
-                    await self.conn.commit()
-                    return True
-                except StoreUnavailable:
-                    self.conn.close()
-                    return False
-            self.conn.close()
-            return False
+        """One probe connection, one check at a time: a burst of /health shares the check
+        under way (opening no new connections), and each answers within the probe timeout."""
+        check = self._mysql_check
+        if check is None:
+            check = self._mysql_check = _Check()
+            try:
+                check.ok = await self._check_mysql()
+            finally:
+                check.done.set()
+                self._mysql_check = None
+            return check.ok
+        with trio.move_on_after(PROBE_TIMEOUT_S):
+            await check.done.wait()
+        return check.ok
+
+    async def _check_mysql(self) -> bool:
+        with trio.move_on_after(PROBE_TIMEOUT_S):
+            try:
+                if not self.conn.is_open or self.conn.idle_too_long():
+                    # The server answering is health; the database may not exist yet.
+                    await self.conn.open(database=False)
+                await self.conn.execute("SELECT 1")
+                await self.conn.commit()
+                return True
+            except StoreUnavailable:
+                self.conn.close()
+                return False
+        self.conn.close()
+        return False
 
 
 def create_app(status: Status, metrics: Metrics, probes: Probes, live: Liveness) -> QuartTrio:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Collection
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
@@ -75,35 +77,104 @@ def _timestamp(value: object) -> str | None:
     return None if found is None else format_utc(found)
 
 
+# What may follow a timestamp's whole seconds and still mean UTC: a fraction, Z, a zero offset.
+_UTC_TAIL = re.compile(r"(?:\.\d{1,6})?(?:Z|[+-]00:?00)?")
+
+
+class Stamps:
+    """Stored timestamps, remembered for one batch: the votes of a batch were mostly cast in
+    the same few seconds, and parsing a timestamp costs more than the rest of a vote."""
+
+    def __init__(self) -> None:
+        self._seen: dict[object, str] = {}
+
+    def text(self, value: object) -> str | None:
+        """``_timestamp(value)``: the same answer, found once per second of time."""
+        if type(value) is str and len(value) >= 19 and _UTC_TAIL.fullmatch(value, 19):
+            key: object = value[:19]  # the rest cannot change the stored value
+        elif type(value) is int or (type(value) is float and 0 <= value < 1e11):
+            key = int(value)  # the stored value is truncated to the second
+        else:
+            return _timestamp(value)
+        found = self._seen.get(key)
+        if found is None:
+            found = self._seen[key] = _timestamp(key) or ""
+        return found or None
+
+
+@dataclass
+class Parsed:
+    """A list of messages, parsed: ``rows`` (with their messages, ``sources``) go to MySQL,
+    ``invalid`` (position, reason) to the dead letters; ``other`` holds the positions of the
+    items that were not messages (an oversized message's description)."""
+
+    rows: list[Row] = field(default_factory=list)
+    sources: list[bytes] = field(default_factory=list)
+    invalid: list[tuple[int, str]] = field(default_factory=list)
+    other: list[int] = field(default_factory=list)
+
+
+def parse_all(
+    items: Sequence[object], default_timestamp: str, choices: Collection[str] | None
+) -> Parsed:
+    """Parse every message of a batch (the per-vote hot path: one loop, no call per vote).
+
+    An item that is not ``bytes`` is left to the caller (``other``). Never raises.
+    """
+    out = Parsed()
+    rows, sources, invalid = out.rows, out.sources, out.invalid
+    loads, decode_error, stamps = orjson.loads, orjson.JSONDecodeError, Stamps()
+    for position, raw in enumerate(items):
+        if type(raw) is not bytes:
+            out.other.append(position)
+            continue
+        if not raw:
+            invalid.append((position, EMPTY))
+            continue
+        try:
+            doc = loads(raw)
+        except decode_error:
+            invalid.append((position, NOT_UTF8 if _not_utf8(raw) else NOT_JSON))
+            continue
+        if type(doc) is not dict:
+            invalid.append((position, NOT_OBJECT))
+            continue
+        voter_id = doc.get("voter_id")
+        if type(voter_id) is not str or not 0 < len(voter_id) <= 255:
+            invalid.append((position, BAD_VOTER_ID))
+            continue
+        vote = doc.get("vote")
+        if type(vote) is not str or not 0 < len(vote) <= 10:
+            invalid.append((position, BAD_VOTE))
+            continue
+        if choices is not None and vote not in choices:
+            invalid.append((position, VOTE_NOT_ALLOWED))
+            continue
+        stamp = doc.get("timestamp")
+        if stamp is None:
+            rows.append((voter_id, vote, default_timestamp))
+        else:
+            text = stamps.text(stamp)
+            if text is None:
+                invalid.append((position, BAD_TIMESTAMP))
+                continue
+            rows.append((voter_id, vote, text))
+        sources.append(raw)
+    return out
+
+
+def _not_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
 def parse(raw: bytes, default_timestamp: str, choices: Collection[str] | None) -> Row | str:
     """Turn one queue message into a row, or into the reason it is invalid. Never raises."""
-    if not raw:
-        return EMPTY
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return NOT_UTF8
-        return NOT_JSON
-    if type(doc) is not dict:
-        return NOT_OBJECT
-    voter_id = doc.get("voter_id")
-    if type(voter_id) is not str or not 0 < len(voter_id) <= 255:
-        return BAD_VOTER_ID
-    vote = doc.get("vote")
-    if type(vote) is not str or not 0 < len(vote) <= 10:
-        return BAD_VOTE
-    if choices is not None and vote not in choices:
-        return VOTE_NOT_ALLOWED
-    stamp = doc.get("timestamp")
-    if stamp is None:
-        return (voter_id, vote, default_timestamp)
-    text = _timestamp(stamp)
-    if text is None:
-        return BAD_TIMESTAMP
-    return (voter_id, vote, text)
+    parsed = parse_all([raw], default_timestamp, choices)
+    return parsed.rows[0] if parsed.rows else parsed.invalid[0][1]
 
 
 def _text(raw: bytes) -> tuple[str, str]:

@@ -86,7 +86,7 @@ async def retry(
 ) -> T:
     """Run ``operation`` until it succeeds, through any number of ``health.errors``;
     ``step()`` before each attempt (a task proving it still makes progress)."""
-    backoff = Backoff()
+    backoff: Backoff | None = None  # made on the first failure (its Random seeds from urandom)
     while True:
         if step is not None:
             step()
@@ -94,6 +94,7 @@ async def retry(
             result = await operation()
         except health.errors as exc:
             health.failed(exc)
+            backoff = Backoff() if backoff is None else backoff
             await backoff.sleep()
             continue
         health.succeeded()

@@ -26,6 +26,8 @@ from __future__ import annotations
 import logging
 import secrets
 import signal
+import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import trio
@@ -54,6 +56,7 @@ REPEAT_S = 1.0
 
 
 async def watch_signals(
+    signals: AsyncIterator[int],
     stop: trio.Event,
     give_up: trio.CancelScope,
     *,
@@ -62,10 +65,7 @@ async def watch_signals(
     """First SIGTERM/SIGINT: drain. One more within a second: the same request. A later one:
     give up on draining (nothing is lost either way: what is in flight stays in Redis)."""
     first_at: float | None = None
-    with (
-        trio.CancelScope() as scope,
-        trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals,
-    ):
+    with trio.CancelScope() as scope:
         task_status.started(scope)
         async for signum in signals:
             name = signal.Signals(signum).name
@@ -122,15 +122,32 @@ async def run(
     config: Config,
     *,
     stop: trio.Event | None = None,
+    stopped_before: threading.Event | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> int:
     """Run the worker until SIGTERM/SIGINT (or ``stop``); return the exit status.
 
     ``task_status.started`` reports the HTTP addresses once the server is bound (the pipeline
     may still be starting: ``/ready`` says when it runs). 0 means drained cleanly; 1 means the
-    drain deadline passed.
+    drain deadline passed. ``stopped_before``: set by whoever handled the signals before this
+    ran (the command line), if one came then.
+
+    The signal handlers stay installed until the very end, so that a repeat of the signal
+    during the last of the shutdown is still the same request, not the default death.
     """
     stop = trio.Event() if stop is None else stop
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        if stopped_before is not None and stopped_before.is_set():
+            stop.set()
+        return await _run(config, signals, stop, task_status)
+
+
+async def _run(
+    config: Config,
+    signals: AsyncIterator[int],
+    stop: trio.Event,
+    task_status: trio.TaskStatus[list[str]],
+) -> int:
     metrics = Metrics(config.vote_choices)
     status = Status.for_metrics(metrics)
     drained = trio.Event()
@@ -153,7 +170,7 @@ async def run(
         app = create_app(status, metrics, Probes(queue, probe), live)
         try:
             async with trio.open_nursery() as root:
-                signals = await root.start(watch_signals, stop, root.cancel_scope)
+                watching = await root.start(watch_signals, signals, stop, root.cancel_scope)
                 binds = await root.start(serve_http, app, config, finished.wait)
                 task_status.started(binds)
                 if not await pipeline.start(root, stop, finished, drained):
@@ -166,7 +183,7 @@ async def run(
                 root.cancel_scope.deadline = trio.current_time() + config.shutdown_timeout_s
                 await drained.wait()
                 finished.set()
-                signals.cancel()
+                watching.cancel()
         finally:
             status.phase = "stopped"
             with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_S):

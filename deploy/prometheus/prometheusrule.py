@@ -2,7 +2,7 @@
 
 alerts.yml is the one source of the alert rules: Prometheus (the compose stack) loads it as a
 rule file, and the Prometheus Operator gets the same groups inside a PrometheusRule. `just rules`
-runs this script; tests/test_deploy.py fails while the two differ.
+runs this script; tests/deploy/test_monitoring.py fails while the two differ.
 """
 
 from __future__ import annotations

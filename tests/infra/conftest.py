@@ -145,9 +145,8 @@ def unix_redis(short_dir: Path) -> Iterator[RedisServer]:
     server = RedisServer(
         "unix-redis",
         directory,
-        password=REDIS_PASSWORD,
+        password=REDIS_PASSWORD,  # --requirepass
         unix_socket=directory / "redis.sock",
-        extra=["--requirepass", REDIS_PASSWORD],
     )
     start_or_fail(server, "redis-server on a Unix socket")
     yield server

@@ -28,7 +28,7 @@ from trio_worker.bridge import aio
 from trio_worker.config import Config
 from trio_worker.errors import MySQLUnavailable
 from trio_worker.mysql.codes import Code, code_of, mysql_errors
-from trio_worker.mysql.sql import SESSION
+from trio_worker.mysql.sql import SESSION, quote
 
 T = TypeVar("T")
 
@@ -101,6 +101,14 @@ class _Session(_AsyncmyConnection):  # type: ignore[misc]
         await super()._request_authentication()
 
 
+@dataclass(frozen=True)
+class Abandoned:
+    """A session we gave up on; ``server`` is unknown if we gave up while setting it up."""
+
+    session_id: int
+    server: Server | None
+
+
 class Connection:
     """An asyncmy connection, or none (``is_open`` False) until ``open`` succeeds."""
 
@@ -109,7 +117,8 @@ class Connection:
         self.address = config.mysql_address
         self.server: Server | None = None
         self._raw: Any = None
-        self._abandoned: Server | None = None
+        self._session_id: int | None = None  # from the server's greeting
+        self._abandoned: Abandoned | None = None
         self._last_used = time.monotonic()
 
     @property
@@ -123,14 +132,32 @@ class Connection:
     async def open(self, *, database: bool = True) -> None:
         """(Re)connect, with or without the configured database selected."""
         self.close()
-        with trio.move_on_after(CONNECT_TIMEOUT_S + self.config.mysql_read_timeout_s) as scope:
-            try:
-                with mysql_errors(self.address):
-                    self._raw = await aio(self._connect, database)
-            except MySQLUnavailable as exc:
-                raise self._connect_failure(exc) from exc.__cause__
-        if scope.cancelled_caught:
-            raise MySQLUnavailable(self.address, "timed out while connecting")
+        self.server = None
+        greeted: list[Any] = []
+
+        async def connect() -> Any:
+            raw = self._session(database)
+            greeted.append(raw)
+            await raw.connect()
+            return raw
+
+        try:
+            with trio.move_on_after(CONNECT_TIMEOUT_S + self.config.mysql_read_timeout_s) as scope:
+                try:
+                    with mysql_errors(self.address):
+                        self._raw = await aio(connect)
+                except MySQLUnavailable as exc:
+                    raise self._connect_failure(exc) from exc.__cause__
+            if scope.cancelled_caught:
+                raise MySQLUnavailable(self.address, "timed out while connecting")
+        except BaseException:
+            # Given up after the greeting (e.g. frozen at the driver's own set-up): the
+            # server has a session for us, which the next connection kills.
+            if greeted and getattr(greeted[0], "server_thread_id", None):
+                self._abandoned = Abandoned(int(greeted[0].server_thread_id[0]), None)
+                greeted[0].close()
+            raise
+        self._session_id = int(self._raw.server_thread_id[0])
         self._last_used = time.monotonic()
         await self.execute(SESSION)
         before = time.time()
@@ -159,7 +186,9 @@ class Connection:
             "port": c.mysql_port,
             "unix_socket": c.mysql_unix_socket,
             "user": c.mysql_user,
-            "password": c.mysql_password,
+            # As bytes: asyncmy would encode a str as latin-1 (no euro sign, and an é the
+            # server, which hashed the UTF-8 bytes, refuses).
+            "password": c.mysql_password.encode("utf-8"),
             "db": c.mysql_database if database else None,
             "charset": "utf8mb4",
             "autocommit": False,
@@ -167,12 +196,11 @@ class Connection:
             "ssl": tls.mysql_context(c) if mandatory else None,
         }
 
-    async def _connect(self, database: bool) -> Any:
-        """On the asyncio loop: a connected ``_Session``."""
+    def _session(self, database: bool) -> Any:
+        """On the asyncio loop: a ``_Session``, not connected yet."""
         raw = _Session(**self.connect_options(database))
         if self.config.mysql_ssl_mode == "PREFERRED":
             raw.preferred_tls = tls.mysql_context(self.config)  # None over a Unix socket
-        await raw.connect()
         return raw
 
     def _connect_failure(self, exc: MySQLUnavailable) -> MySQLUnavailable:
@@ -208,21 +236,34 @@ class Connection:
         return await self.run(job)
 
     async def _kill_abandoned(self) -> None:
-        """Kill the session of the connection we gave up on, if it is on this same server."""
+        """Kill the session of the connection we gave up on, if it is on this same server: the
+        same server run, or (when we gave up before learning it) a session of our own user."""
         old, self._abandoned = self._abandoned, None
-        if old is None or self.server is None or not old.same_run(self.server):
+        if old is None or self.server is None:
             return
+        if old.server is not None and not old.server.same_run(self.server):
+            return
+        session, user = old.session_id, quote(self.config.mysql_user)
 
-        async def job(raw: Any) -> None:
+        async def job(raw: Any) -> bool:
             async with raw.cursor() as cur:
+                if old.server is None:
+                    await cur.execute(
+                        "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+                        f" WHERE ID = {session} AND USER = {user}"
+                    )
+                    if not (await cur.fetchall())[0][0]:
+                        return False
                 try:
-                    await cur.execute(f"KILL CONNECTION {old.session_id}")
+                    await cur.execute(f"KILL CONNECTION {session}")
                 except asyncmy.errors.MySQLError as exc:
                     if code_of(exc) != Code.NO_SUCH_THREAD:
                         raise
+                    return False
+            return True
 
-        await self.run(job)
-        log.info("killed the abandoned session", extra={"session_id": old.session_id})
+        if await self.run(job):
+            log.info("killed the abandoned session", extra={"session_id": session})
 
     def close(self) -> None:
         """A hard close: no QUIT round trip that could hang on a dead peer."""
@@ -233,8 +274,8 @@ class Connection:
     def abandon(self) -> None:
         """Close after a failure: the server may still hold the session (and its locks), so
         the next ``open`` kills it."""
-        if self._raw is not None and self.server is not None:
-            self._abandoned = self.server
+        if self._raw is not None and self._session_id is not None:
+            self._abandoned = Abandoned(self._session_id, self.server)
         self.close()
 
     async def run(self, job: Callable[[Any], Awaitable[T]]) -> T:

@@ -26,6 +26,9 @@ SESSION = (
 )
 
 
+_Q, _QQ = "'", "''"
+
+
 def quote(text: str) -> str:
     """``text`` as a string literal (valid under NO_BACKSLASH_ESCAPES only)."""
     if "'" in text:
@@ -37,8 +40,16 @@ VOTES_INSERT = "INSERT INTO votes (voter_id, vote, timestamp) VALUES "
 
 
 def values(rows: Sequence[Row]) -> list[str]:
-    """Each row's ``(...)`` for ``VOTES_INSERT``; the rows' values are validated strings."""
-    return [f"({quote(v)},{quote(c)},'{t}')" for v, c, t in rows]
+    """Each row's ``(...)`` for ``VOTES_INSERT``; the rows' values are validated strings.
+
+    ``quote`` written out inline: this runs for every vote, and a call per value cost as much
+    as the rest of the text.
+    """
+    return [
+        f"('{v if _Q not in v else v.replace(_Q, _QQ)}',"
+        f"'{c if _Q not in c else c.replace(_Q, _QQ)}','{t}')"
+        for v, c, t in rows
+    ]
 
 
 def insert_votes(rows: Sequence[Row]) -> str:

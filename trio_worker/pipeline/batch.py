@@ -8,9 +8,17 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 
 from trio_worker.config import Config
-from trio_worker.messages import TOO_LARGE, Row, envelope, format_utc, parse, too_large_envelope
+from trio_worker.messages import (
+    TOO_LARGE,
+    Row,
+    envelope,
+    format_utc,
+    parse_all,
+    too_large_envelope,
+)
 from trio_worker.pipeline.permits import Permit
 from trio_worker.queue import Item, Keys, TooLarge
 
@@ -63,8 +71,9 @@ class Batch:
     # The flusher permit it was filled under; released once it is committed.
     permit: Permit | None = None
 
-    def vote_counts(self) -> dict[str, int]:
-        return dict(Counter(vote for _, vote, _ in self.rows))
+    def vote_counts(self) -> Counter[str]:
+        """Rows by vote (for ``votes_processed_total``)."""
+        return Counter(map(itemgetter(1), self.rows))
 
 
 def prepare(
@@ -76,27 +85,21 @@ def prepare(
     keys: Keys,
 ) -> Batch:
     """Parse every message of a batch; invalid ones become dead-letter envelopes."""
-    default_ts = format_utc(taken.astimezone(UTC))
-    choices, worker_id = config.vote_choices, config.worker_id
-    rows: list[Row] = []
-    sources: list[bytes] = []
+    worker_id = config.worker_id
+    parsed = parse_all(items, format_utc(taken.astimezone(UTC)), config.vote_choices)
     dead: list[bytes] = []
     reasons: Counter[str] = Counter()
+    for position, reason in parsed.invalid:
+        raw = items[position]
+        assert type(raw) is bytes
+        reasons[reason] += 1
+        dead.append(envelope(raw, reason, worker_id, taken))
     originals: list[tuple[int, str]] = []
-    for position, raw in enumerate(items):
-        if type(raw) is not bytes:
-            assert isinstance(raw, TooLarge)
-            original_key = keys.large(batch_id, position)
-            originals.append((position, original_key))
-            reasons[TOO_LARGE] += 1
-            dead.append(too_large_envelope(raw.preview, raw.size, original_key, worker_id, taken))
-            continue
-        result = parse(raw, default_ts, choices)
-        if type(result) is tuple:
-            rows.append(result)
-            sources.append(raw)
-        else:
-            reason = str(result)
-            reasons[reason] += 1
-            dead.append(envelope(raw, reason, worker_id, taken))
-    return Batch(batch_id, key, len(items), rows, sources, dead, reasons, originals)
+    for position in parsed.other:
+        large = items[position]
+        assert isinstance(large, TooLarge)
+        original_key = keys.large(batch_id, position)
+        originals.append((position, original_key))
+        reasons[TOO_LARGE] += 1
+        dead.append(too_large_envelope(large.preview, large.size, original_key, worker_id, taken))
+    return Batch(batch_id, key, len(items), parsed.rows, parsed.sources, dead, reasons, originals)

@@ -1,0 +1,160 @@
+"""twin_worker_id: a second process started with the id of a live worker.
+
+Contract: while the other lives (its heartbeat is fresh) the twin takes no votes, logs an error
+naming the conflict, says 503 on ``/ready`` and 1 on the ``worker_id_conflict`` gauge; once the
+other is gone (SIGKILL: its heartbeat expires; SIGTERM: it drains and deletes it) the twin starts
+working. "Takes no votes" is read at the twin's own Redis proxy: none of the requests that take
+votes or lists (``settings.TAKING``) goes through it while the other lives; the same patterns
+must go through once it works, so a pattern that stops matching fails here rather than passing.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+from itertools import count
+from typing import TYPE_CHECKING
+
+import httpx
+import trio
+
+from tests.race.faults.process import on_idle_proc
+from tests.race.settings import HEARTBEAT_TTL_S, SHUTDOWN_TIMEOUT_S, TAKING
+from tests.race.workers import ProcWorker, Twin, kill
+
+if TYPE_CHECKING:
+    from tests.race.run import Run
+
+# The twin must answer HTTP this soon after it starts (a Python process importing its modules).
+START_S = 20.0
+# Slack past the other's heartbeat TTL for the twin to notice it is gone and start.
+SLACK_S = 10.0
+_twins = count(1)
+
+
+async def get(url: str) -> httpx.Response | None:
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            return await client.get(url)
+    except httpx.HTTPError:
+        return None
+
+
+def gauge(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def taking(twin: Twin) -> int:
+    return sum(twin.proxies.redis.seen[p] for p in TAKING)
+
+
+def conflict_logged(twin: Twin, worker_id: str) -> bool:
+    lines = twin.log.read_text(errors="replace").splitlines()
+    return any(line.startswith(("error", "critical")) and worker_id in line for line in lines)
+
+
+async def twin_worker_id(run: Run, w: ProcWorker, rng: random.Random) -> bool:
+    if not await run.fleet.alive(w):
+        return False
+    twin = await run.fleet.spawn_twin(w, next(_twins))
+    for pattern in TAKING:
+        twin.proxies.redis.watch(pattern)
+    run.report.note(f"twin of {w.worker_id} started")
+    try:
+        if await while_the_other_lives(run, w, twin, rng):
+            await end_the_other(run, w, rng)
+            await once_the_other_is_gone(run, w, twin)
+    finally:
+        if twin.proc.returncode is None:
+            await kill(twin.proc)
+        twin.proxies.heal()
+    await run.fleet.restart(w, same_id=True)
+    return True
+
+
+async def while_the_other_lives(run: Run, w: ProcWorker, twin: Twin, rng: random.Random) -> bool:
+    """The twin answers, and for a while says 503, conflict 1, and takes nothing."""
+    problem = run.report.problem
+    with trio.move_on_after(START_S):
+        while await get(twin.url + "/live") is None:
+            if twin.proc.returncode is not None:
+                problem(f"twin of {w.worker_id} exited {twin.proc.returncode} instead of waiting")
+                return False
+            await trio.sleep(0.1)
+    if twin.proc.returncode is not None or await get(twin.url + "/live") is None:
+        problem(f"twin of {w.worker_id}: no HTTP within {START_S:.0f}s")
+        return False
+    with trio.move_on_after(rng.uniform(1.0, 3.0)):
+        while True:
+            ready = await get(twin.url + "/ready")
+            # Judged only while the other's heartbeat is fresh (a blackhole or a Redis restart
+            # may let it lapse: the twin may then rightly start).
+            if not await trio.to_thread.run_sync(run.fleet.heartbeat_of, w.worker_id):
+                run.report.note(f"twin of {w.worker_id}: the original's heartbeat lapsed")
+                return True
+            if ready is not None and ready.status_code != 503:
+                problem(f"twin of {w.worker_id}: /ready {ready.status_code} while the other lives")
+                break
+            if taking(twin):
+                problem(f"twin of {w.worker_id} took votes while the other lives")
+                break
+            await trio.sleep(0.1)
+    metrics = await get(twin.url + "/metrics")
+    value = gauge(metrics.text, "worker_id_conflict") if metrics is not None else None
+    if value != 1:
+        problem(f"twin of {w.worker_id}: worker_id_conflict {value} while the other lives")
+    with trio.move_on_after(5):
+        while not conflict_logged(twin, w.worker_id):  # noqa: ASYNC110 (a log file)
+            await trio.sleep(0.1)
+    if not conflict_logged(twin, w.worker_id):
+        problem(f"twin of {w.worker_id}: no error line naming the conflict in {twin.log.name}")
+    return True
+
+
+async def end_the_other(run: Run, w: ProcWorker, rng: random.Random) -> None:
+    assert w.proc is not None
+    if rng.random() < 0.5:
+        run.report.note(f"SIGKILL {w.worker_id}, the twin's original")
+        await run.fleet.kill(w)
+        return
+    run.report.note(f"SIGTERM {w.worker_id}, the twin's original")
+    w.proc.send_signal(signal.SIGTERM)
+    status = None
+    with trio.move_on_after(SHUTDOWN_TIMEOUT_S + 10):
+        status = await w.proc.wait()
+    if status != 0:
+        run.report.problem(f"{w.worker_id} (with a twin) drained with exit {status}")
+        await run.fleet.kill(w)
+
+
+async def once_the_other_is_gone(run: Run, w: ProcWorker, twin: Twin) -> None:
+    """The twin starts working, then drains on SIGTERM like any worker."""
+    problem = run.report.problem
+    before = taking(twin)
+    working = False
+    with trio.move_on_after(HEARTBEAT_TTL_S + SLACK_S):
+        while not working:
+            ready = await get(twin.url + "/ready")
+            working = ready is not None and ready.status_code == 200 and taking(twin) > before
+            await trio.sleep(0.1)
+    if not working:
+        problem(f"twin of {w.worker_id} did not start working once the other was gone")
+    else:
+        run.report.details["twins that took over once the original was gone"] += 1
+        metrics = await get(twin.url + "/metrics")
+        value = gauge(metrics.text, "worker_id_conflict") if metrics is not None else None
+        if value != 0:
+            problem(f"twin of {w.worker_id}: worker_id_conflict {value} once working")
+    twin.proc.send_signal(signal.SIGTERM)
+    status = None
+    with trio.move_on_after(SHUTDOWN_TIMEOUT_S + 10):
+        status = await twin.proc.wait()
+    if status != 0:
+        problem(f"twin of {w.worker_id} drained with exit {status}")
+    run.report.note(f"twin of {w.worker_id} exited {status}")
+
+
+FAULTS = {"twin_worker_id": on_idle_proc(twin_worker_id)}
