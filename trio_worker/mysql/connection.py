@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import asyncmy
+import asyncmy.connection
 import asyncmy.errors
 import trio
+from asyncmy.constants import CLIENT
 
+from trio_worker import tls
 from trio_worker.bridge import aio
 from trio_worker.config import Config
 from trio_worker.errors import MySQLUnavailable
@@ -36,6 +39,10 @@ IDLE_RECONNECT_S = 500.0
 CONNECT_TIMEOUT_S = 5
 # Two boot times this close are one server run (an uptime is read a moment after the clock).
 _SAME_BOOT_S = 5.0
+# The client's error codes the connect step raises itself.
+_ACCESS_DENIED = 1045
+_CR_SSL_CONNECTION_ERROR = 2026
+_CR_SERVER_LOST = 2013
 
 # Who we are talking to, what it allows, and its clock: one round trip after connecting.
 _HELLO = (
@@ -60,6 +67,38 @@ class Server:
         return (self.host, self.port) == (other.host, other.port) and abs(
             self.booted_at - other.booted_at
         ) < _SAME_BOOT_S
+
+
+# asyncmy's stubs leave out the handshake's internals that ``_Session`` reads.
+_AsyncmyConnection: Any = asyncmy.connection.Connection
+
+
+class _Session(_AsyncmyConnection):  # type: ignore[misc]
+    """asyncmy's connection, deciding on TLS from what the server's greeting offers.
+
+    asyncmy attempts TLS whenever it holds a context, whatever the server offers. Between the
+    greeting (``server_capabilities``) and the login, where the mysql client decides too:
+    ``preferred_tls`` (``PREFERRED``) is used only if the server offers TLS, and a mandatory
+    context (``REQUIRED`` and up, from ``ssl``) stops the connection if it does not.
+    """
+
+    preferred_tls: ssl.SSLContext | None = None
+    # asyncmy's own attributes (set by its __init__ and greeting).
+    _ssl_context: Any
+    _client_flag: int
+    server_capabilities: int
+
+    async def _request_authentication(self) -> None:
+        offered = bool(self.server_capabilities & CLIENT.SSL)
+        if self.preferred_tls is not None and offered:
+            self._ssl_context = self.preferred_tls
+            self._client_flag |= CLIENT.SSL
+        elif self._ssl_context is not None and not offered:
+            raise asyncmy.errors.OperationalError(
+                _CR_SSL_CONNECTION_ERROR,
+                "TLS handshake failed: the server does not offer TLS (MYSQL_SSL_MODE)",
+            )
+        await super()._request_authentication()
 
 
 @dataclass(frozen=True)
@@ -97,15 +136,18 @@ class Connection:
         greeted: list[Any] = []
 
         async def connect() -> Any:
-            raw = asyncmy.Connection(**self.connect_options(database))  # type: ignore[no-untyped-call]
+            raw = self._session(database)
             greeted.append(raw)
             await raw.connect()
             return raw
 
         try:
             with trio.move_on_after(CONNECT_TIMEOUT_S + self.config.mysql_read_timeout_s) as scope:
-                with mysql_errors(self.address):
-                    self._raw = await aio(connect)
+                try:
+                    with mysql_errors(self.address):
+                        self._raw = await aio(connect)
+                except MySQLUnavailable as exc:
+                    raise self._connect_failure(exc) from exc.__cause__
             if scope.cancelled_caught:
                 raise MySQLUnavailable(self.address, "timed out while connecting")
         except BaseException:
@@ -133,8 +175,12 @@ class Connection:
         await self._kill_abandoned()
 
     def connect_options(self, database: bool) -> dict[str, Any]:
-        """asyncmy.connect's arguments."""
+        """asyncmy.connect's arguments. ``ssl`` is the context a mandatory ``MYSQL_SSL_MODE``
+        (``REQUIRED`` and up) asks for, read afresh each time so that renewed certificates are
+        picked up; ``PREFERRED``'s optional TLS is added by ``_Session`` once the server's
+        greeting offers it (given to asyncmy here, it would be attempted whatever the server)."""
         c = self.config
+        mandatory = c.mysql_ssl_mode not in ("DISABLED", "PREFERRED")
         return {
             "host": c.mysql_host,
             "port": c.mysql_port,
@@ -147,7 +193,35 @@ class Connection:
             "charset": "utf8mb4",
             "autocommit": False,
             "connect_timeout": CONNECT_TIMEOUT_S,
+            "ssl": tls.mysql_context(c) if mandatory else None,
         }
+
+    def _session(self, database: bool) -> Any:
+        """On the asyncio loop: a ``_Session``, not connected yet."""
+        raw = _Session(**self.connect_options(database))
+        if self.config.mysql_ssl_mode == "PREFERRED":
+            raw.preferred_tls = tls.mysql_context(self.config)  # None over a Unix socket
+        return raw
+
+    def _connect_failure(self, exc: MySQLUnavailable) -> MySQLUnavailable:
+        """A failed connect, said plainly: the certificate problem, or what else to look at."""
+        cause = exc.__cause__ or exc
+        reason = tls.describe_failure(cause, tls.MYSQL)
+        if reason is not None:
+            return MySQLUnavailable(self.address, reason)
+        code = code_of(cause)
+        if code == _ACCESS_DENIED and self.config.mysql_ssl_cert is None:
+            return MySQLUnavailable(
+                self.address,
+                f"{exc.reason}: a wrong user or password, or an account that requires TLS or a"
+                " client certificate (MYSQL_SSL_MODE, MYSQL_SSL_CERT)",
+            )
+        if code == _CR_SERVER_LOST and self.config.mysql_ssl_cert is not None:
+            return MySQLUnavailable(
+                self.address,
+                f"{exc.reason}: did the server refuse our client certificate? (MYSQL_SSL_CERT)",
+            )
+        return exc
 
     async def _hello(self) -> tuple[list[tuple[Any, ...]], str]:
         async def job(raw: Any) -> tuple[list[tuple[Any, ...]], str]:

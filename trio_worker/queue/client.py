@@ -1,33 +1,182 @@
-"""Opening the redis-py client the worker and the operator commands use."""
+"""Opening the redis-py client the worker and the operator commands use.
+
+One server (host and port, or a Unix socket), the primary that Redis Sentinel names, or a Redis
+Cluster; each with redis-py's own TLS (``ssl_*``), ACL user and password. redis-py's retries are
+off everywhere: a script whose reply was lost must not run twice behind our back. Our loops
+retry, knowing what each command did (the in-flight list is the truth).
+"""
 
 from __future__ import annotations
 
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
 import redis.asyncio as aredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
+from redis.exceptions import ResponseError, SlotNotCoveredError
 
 from trio_worker.config import Config
 
+Client = aredis.Redis | RedisCluster
 
-def connect(config: Config, *, block_s: float) -> aredis.Redis:
+CONNECT_TIMEOUT_S = 5.0
+# Connections per server (per node in a cluster): the consumer's blocking one, three flushers,
+# the heartbeat, recovery, the pruner and /health.
+MAX_CONNECTIONS = 8
+
+
+def _no_retry() -> Retry:
+    return Retry(NoBackoff(), 0)
+
+
+def tls_options(config: Config) -> dict[str, Any]:
+    """redis-py's ``ssl_*`` options for ``REDIS_TLS*`` (nothing when TLS is off).
+
+    The certificate is always verified; ``REDIS_TLS_VERIFY=full`` checks the host name too.
+    ``REDIS_TLS_CA_FILE`` is trusted besides the system's CAs (redis-py loads both).
+    """
+    if not config.redis_tls:
+        return {}
+    return {
+        "ssl": True,
+        "ssl_ca_certs": config.redis_tls_ca_file,
+        "ssl_certfile": config.redis_tls_cert_file,
+        "ssl_keyfile": config.redis_tls_key_file,
+        "ssl_cert_reqs": "required",
+        "ssl_check_hostname": config.redis_tls_verify == "full",
+        "ssl_min_version": ssl.TLSVersion.TLSv1_2,
+    }
+
+
+def connect(config: Config, *, block_s: float) -> Client:
     """A client whose socket timeout stays above any blocking command's timeout (redis-py #2807).
 
-    redis-py's own retries are off: a script whose reply was lost must not run twice behind our
-    back. Our loops retry, knowing what each command did (the in-flight list is the truth).
+    Nothing is connected yet: connections open on first use, so a server that is down (or a
+    certificate that is refused) is a ``RedisUnavailable`` from the first call, retried.
     """
-    where: dict[str, object] = (
-        {"unix_socket_path": config.redis_unix_socket}
-        if config.redis_unix_socket
-        else {"host": config.redis_host, "port": config.redis_port}
-    )
+    common: dict[str, Any] = {
+        "username": config.redis_username,
+        "password": config.redis_password,
+        "socket_timeout": block_s + 5.0,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "health_check_interval": 0,
+        "retry": _no_retry(),
+        "max_connections": MAX_CONNECTIONS,
+        **tls_options(config),
+    }
+    if config.redis_cluster:
+        # MOVED and ASK are followed by redis-py (nothing ran); everything else is ours to retry.
+        return RedisCluster(host=config.redis_host, port=config.redis_port, **common)
+    if config.redis_sentinels:
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(config.redis_sentinels),
+            sentinel_kwargs={
+                "password": config.redis_sentinel_password,
+                "socket_timeout": CONNECT_TIMEOUT_S,
+                "socket_connect_timeout": CONNECT_TIMEOUT_S,
+                "retry": _no_retry(),
+                **tls_options(config),
+            },
+        )
+        # Each new connection asks the Sentinels for the primary; a connection that meets a
+        # replica (READONLY after a failover) is dropped, so the next one asks again.
+        client: aredis.Redis = sentinel.master_for(
+            config.redis_sentinel_master, db=config.redis_db, **common
+        )
+        return client
+    if config.redis_unix_socket:
+        return aredis.Redis(unix_socket_path=config.redis_unix_socket, db=config.redis_db, **common)
     return aredis.Redis(
-        **where,  # type: ignore[arg-type]
-        db=config.redis_db,
-        username=config.redis_username,
-        password=config.redis_password,
-        socket_timeout=block_s + 5.0,
-        socket_connect_timeout=5.0,
-        health_check_interval=0,
-        retry=Retry(NoBackoff(), 0),
-        max_connections=8,
+        host=config.redis_host, port=config.redis_port, db=config.redis_db, **common
+    )
+
+
+def is_cluster(client: Client) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+def sentinel_of(client: Client) -> Sentinel | None:
+    """The Sentinel manager behind a client from ``master_for``, if any."""
+    if isinstance(client, RedisCluster):
+        return None
+    pool = client.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        manager: Sentinel = pool.sentinel_manager
+        return manager
+    return None
+
+
+@dataclass(frozen=True)
+class Session:
+    """How one connection reached Redis, for ``trio-worker check`` (never a secret)."""
+
+    server: str  # the address it reached: the primary Sentinel named, the slot's node
+    user: str  # as the server sees it (ACL WHOAMI)
+    tls: str | None  # "TLSv1.3 TLS_AES_256_GCM_SHA384", or None for plain text
+    replicas: int  # replicas connected to that server
+    cluster_node: bool  # the server is a Redis Cluster node
+
+
+async def session(client: Client, key: str) -> Session:
+    """On the asyncio loop: open (or take) a connection where ``key`` lives and ask it."""
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+        node = client.get_node_from_key(key)
+        if node is None:
+            raise SlotNotCoveredError(f"no node serves the slot of {key!r}")
+        conn = node.acquire_connection()
+        try:
+            return await _ask(conn)
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            node.release(conn)
+    pool = client.connection_pool
+    pooled = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        return await _ask(pooled)
+    except BaseException:
+        await pooled.disconnect()
+        raise
+    finally:
+        await pool.release(pooled)
+
+
+async def _ask(conn: Any) -> Session:
+    commands = [("ACL", "WHOAMI"), ("INFO", "replication"), ("INFO", "cluster")]
+    await conn.send_packed_command(conn.pack_commands(commands))
+    user: Any
+    try:
+        user = await conn.read_response()
+    except ResponseError:  # before Redis 6, or an ACL user without the right
+        user = None
+    replication = _info(await conn.read_response())
+    cluster = _info(await conn.read_response())
+    sslobj = None
+    writer = getattr(conn, "_writer", None)  # redis-py keeps the stream here
+    if writer is not None:
+        sslobj = writer.get_extra_info("ssl_object")
+    tls = None
+    if sslobj is not None:
+        cipher = sslobj.cipher()
+        tls = f"{sslobj.version()} {cipher[0]}" if cipher else str(sslobj.version())
+    where = f"unix:{conn.path}" if getattr(conn, "path", None) else f"{conn.host}:{conn.port}"
+    return Session(
+        server=where,
+        user=user.decode() if isinstance(user, bytes) else str(user or "default"),
+        tls=tls,
+        replicas=int(replication.get("connected_slaves", "0")),
+        cluster_node=cluster.get("cluster_enabled") == "1",
+    )
+
+
+def _info(reply: Any) -> dict[str, str]:
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    return dict(
+        line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#")
     )
