@@ -1,4 +1,5 @@
-"""The two baselines, small loops here: MariaDB's own ingest ceiling, and the seed's design.
+"""The two baselines, small loops here: MariaDB's own ingest ceiling, and the one-at-a-time
+design the worker replaces (pop one vote, insert one row).
 
 Neither uses the worker's code: the ceiling's INSERT text and session settings are built here
 (generated ASCII values need no escaping, so the worker's ``NO_BACKSLASH_ESCAPES`` quoting is
@@ -60,8 +61,8 @@ def ceiling(stores: Stores, n: int, step: int = CEILING_ROWS_PER_STATEMENT) -> d
     }
 
 
-def seed_design(stores: Stores, n: int) -> dict[str, Any]:
-    """The seed's loop: BRPOP one vote, INSERT it with autocommit, repeat."""
+def one_at_a_time(stores: Stores, n: int) -> dict[str, Any]:
+    """The replaced design's loop: BRPOP one vote, INSERT it with autocommit, repeat."""
     reset(stores, table=True)
     push_backlog(stores, n, "s")
     r = stores.redis()
@@ -71,14 +72,14 @@ def seed_design(stores: Stores, n: int) -> dict[str, Any]:
         for k in range(n):
             popped = r.brpop([QUEUE], timeout=5)
             if popped is None:
-                raise SystemExit("seed design: queue ran dry")
+                raise SystemExit("one at a time: queue ran dry")
             doc = orjson.loads(popped[1])
             cur.execute(
                 "INSERT INTO votes (voter_id, vote, timestamp) VALUES (%s, %s, UTC_TIMESTAMP())",
                 (doc["voter_id"], doc["vote"]),
             )
             if k % 500 == 0:
-                progress(f"  seed design: {k:,}/{n:,}")
+                progress(f"  one at a time: {k:,}/{n:,}")
         elapsed = time.perf_counter() - started
     done_progress()
     conn.close()

@@ -1,10 +1,10 @@
 """The command line and the order of the stages; writes the JSON and the figure, prints the table.
 
-Order: the seed design; MariaDB alone at the default batch size; then ``--repeats`` drains, each
-between two measurements of the ceiling (a ceiling is shared by the drains either side of it,
-so every drain has one just before it and one just after); a fresh worker for the startup
-stage and the steady rates; the batch-size sweep; with ``--profile``, one more drain under
-py-spy (not one of the repeats, whose ratios it would disturb).
+Order: the one-at-a-time design; MariaDB alone at the default batch size; then ``--repeats``
+drains, each between two measurements of the ceiling (a ceiling is shared by the drains either
+side of it, so every drain has one just before it and one just after); a fresh worker for the
+startup stage and the steady rates; the batch-size sweep; with ``--profile``, one more drain
+under py-spy (not one of the repeats, whose ratios it would disturb).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.baselines import CEILING_ROWS_PER_STATEMENT, ceiling, seed_design
+from bench.baselines import CEILING_ROWS_PER_STATEMENT, ceiling, one_at_a_time
 from bench.common import RESULTS, say
 from bench.drain import drain
 from bench.latency import STARTUP_RATE, startup_then_rates
@@ -35,7 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--count", type=int, default=1_000_000, help="backlog drained (default 1M)")
     p.add_argument("--repeats", type=int, default=3, help="drains, each between two ceilings")
-    p.add_argument("--seed-count", type=int, default=20_000, help="votes for the seed design")
+    one_help = "votes for the one-at-a-time design"
+    p.add_argument("--one-at-a-time-count", type=int, default=20_000, help=one_help)
     p.add_argument("--rates", default="1000,2000,5000,20000", help="offered votes/s")
     p.add_argument("--rate-seconds", type=float, default=10, help="seconds per offered rate")
     startup_help = f"seconds of {STARTUP_RATE:,.0f}/s from the first 200 on /ready"
@@ -49,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = p.parse_args(argv)
     if args.quick:
-        args.count, args.seed_count = 100_000, 5_000
+        args.count, args.one_at_a_time_count = 100_000, 5_000
         args.rate_seconds, args.startup_seconds, args.sweep_seconds = 3, 5, 2
         args.sweep, args.sweep_count = "100,1000,5000", 50_000
     return args
@@ -98,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     started = time.monotonic()
     try:
-        say(f"seed design: {args.seed_count:,} votes, BRPOP + one INSERT each")
-        res["seed_design"] = seed_design(stores, args.seed_count)
-        say(f"  {res['seed_design']['votes_per_s']:,.0f} votes/s")
+        say(f"one at a time: {args.one_at_a_time_count:,} votes, BRPOP + one INSERT each")
+        res["one_at_a_time"] = one_at_a_time(stores, args.one_at_a_time_count)
+        say(f"  {res['one_at_a_time']['votes_per_s']:,.0f} votes/s")
         # MariaDB's own bound for the worker's default batch size, just before the first ceiling.
         say(f"MariaDB alone at the default batch: {args.count:,} rows as 1,000-row INSERTs")
         res["ceiling_1000"] = ceiling(stores, args.count, 1000)
