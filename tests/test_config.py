@@ -135,6 +135,14 @@ def test_every_variable_read_is_documented_and_every_documented_one_is_read() ->
     assert env.read == variables.NAMES
 
 
+def test_readme_and_contract_document_every_variable() -> None:
+    root = Path(__file__).resolve().parent.parent
+    for doc in ("README.md", "docs/contract.md"):
+        text = (root / doc).read_text(encoding="utf-8")
+        missing = [name for name in variables.NAMES if f"`{name}`" not in text]
+        assert not missing, f"{doc} does not document {missing}"
+
+
 def test_help_lists_every_variable() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "trio_worker", "run", "--help"],
