@@ -61,7 +61,7 @@ class Clients:
         return int(rows[0][1]) if rows else None
 
     def session_alive(self, session: int) -> bool | None:
-        """Whether the server still has this session (None: it can't say now, e.g. restarting)."""
+        """Whether the server still has this MySQL session (None: it can't say now: restarting)."""
         try:
             rows = self.sql(
                 f"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {session}"

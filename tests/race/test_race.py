@@ -35,8 +35,8 @@ async def test_effectively_once_under_faults(
 
 
 def test_each_kind_happened_often_enough() -> None:
-    """Summed over this session's runs (it runs after them)."""
+    """Summed over this pytest run's seeds (it runs after them)."""
     if not REPORTS:
-        pytest.skip("no race run in this session")
+        pytest.skip("no race run in this pytest run")
     missing = shortfalls(REPORTS)
     assert not missing, "fault kinds below their minimum: " + "; ".join(missing)
