@@ -28,7 +28,7 @@ from trio_worker.bridge import aio
 from trio_worker.config import Config
 from trio_worker.errors import MySQLUnavailable
 from trio_worker.mysql.codes import mysql_errors
-from trio_worker.mysql.connection import Connection
+from trio_worker.mysql.login import connect_options
 
 PLUGIN = b"caching_sha2_password"
 CAPABILITIES = (
@@ -152,7 +152,7 @@ async def serve_one(server: FakeMySQL8, stream: trio.SocketStream) -> None:
 async def login(
     nursery: trio.Nursery, server: FakeMySQL8, password: str
 ) -> MySQLUnavailable | None:
-    """The driver's login with the worker's own connect options (``Connection.connect_options``),
+    """The driver's login with the worker's own connect options (``mysql.login.connect_options``),
     its errors mapped as the worker maps them; the error it ended with, if any. (The session
     set-up the worker runs next needs a real server's answers; the login is what is tested.)"""
     listeners = await nursery.start(
@@ -162,7 +162,7 @@ async def login(
     config = Config(
         mysql_host="127.0.0.1", mysql_port=port, mysql_user="app", mysql_password=password
     )
-    options = Connection(config).connect_options(database=False)
+    options = connect_options(config, database=False)
     refused = None
     async with trio_asyncio.open_loop():
         try:

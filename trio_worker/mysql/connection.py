@@ -1,4 +1,5 @@
-"""One MySQL connection: opened with the worker's session settings, used, closed hard.
+"""One MySQL connection: logged in (``login``), given the worker's session settings, used,
+closed hard.
 
 Every call runs on the asyncio loop through ``run``, inside the error boundary
 (``codes.mysql_errors``) and under ``MYSQL_READ_TIMEOUT_S``: a server or network that stops
@@ -12,22 +13,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import asyncmy.connection
 import asyncmy.errors
 import trio
-from asyncmy.constants import CLIENT
 
-from trio_worker import tls
 from trio_worker.bridge import aio
 from trio_worker.config import Config
 from trio_worker.errors import MySQLUnavailable
+from trio_worker.mysql import login
 from trio_worker.mysql.codes import Code, code_of, mysql_errors
+from trio_worker.mysql.login import CONNECT_TIMEOUT_S
 from trio_worker.mysql.sql import SESSION, quote
 
 T = TypeVar("T")
@@ -36,13 +35,8 @@ log = logging.getLogger("trio_worker.mysql")
 
 # Replaced when idle this long, before the session's wait_timeout (600 s) could cut it.
 IDLE_RECONNECT_S = 500.0
-CONNECT_TIMEOUT_S = 5
 # Two boot times this close are one server run (an uptime is read a moment after the clock).
 _SAME_BOOT_S = 5.0
-# The client's error codes the connect step raises itself.
-_ACCESS_DENIED = 1045
-_CR_SSL_CONNECTION_ERROR = 2026
-_CR_SERVER_LOST = 2013
 
 # Who we are talking to, what it allows, and its clock: one round trip after connecting.
 _HELLO = (
@@ -67,38 +61,6 @@ class Server:
         return (self.host, self.port) == (other.host, other.port) and abs(
             self.booted_at - other.booted_at
         ) < _SAME_BOOT_S
-
-
-# asyncmy's stubs leave out the handshake's internals that ``_Session`` reads.
-_AsyncmyConnection: Any = asyncmy.connection.Connection
-
-
-class _Session(_AsyncmyConnection):  # type: ignore[misc]
-    """asyncmy's connection, deciding on TLS from what the server's greeting offers.
-
-    asyncmy attempts TLS whenever it holds a context, whatever the server offers. Between the
-    greeting (``server_capabilities``) and the login, where the mysql client decides too:
-    ``preferred_tls`` (``PREFERRED``) is used only if the server offers TLS, and a mandatory
-    context (``REQUIRED`` and up, from ``ssl``) stops the connection if it does not.
-    """
-
-    preferred_tls: ssl.SSLContext | None = None
-    # asyncmy's own attributes (set by its __init__ and greeting).
-    _ssl_context: Any
-    _client_flag: int
-    server_capabilities: int
-
-    async def _request_authentication(self) -> None:
-        offered = bool(self.server_capabilities & CLIENT.SSL)
-        if self.preferred_tls is not None and offered:
-            self._ssl_context = self.preferred_tls
-            self._client_flag |= CLIENT.SSL
-        elif self._ssl_context is not None and not offered:
-            raise asyncmy.errors.OperationalError(
-                _CR_SSL_CONNECTION_ERROR,
-                "TLS handshake failed: the server does not offer TLS (MYSQL_SSL_MODE)",
-            )
-        await super()._request_authentication()
 
 
 @dataclass(frozen=True)
@@ -136,7 +98,7 @@ class Connection:
         greeted: list[Any] = []
 
         async def connect() -> Any:
-            raw = self._session(database)
+            raw = login.session(self.config, database)
             greeted.append(raw)
             await raw.connect()
             return raw
@@ -147,7 +109,7 @@ class Connection:
                     with mysql_errors(self.address):
                         self._raw = await aio(connect)
                 except MySQLUnavailable as exc:
-                    raise self._connect_failure(exc) from exc.__cause__
+                    raise login.failure(self.config, exc) from exc.__cause__
             if scope.cancelled_caught:
                 raise MySQLUnavailable(self.address, "timed out while connecting")
         except BaseException:
@@ -173,55 +135,6 @@ class Connection:
             float(server_now) - (before + after) / 2,
         )
         await self._kill_abandoned()
-
-    def connect_options(self, database: bool) -> dict[str, Any]:
-        """asyncmy.connect's arguments. ``ssl`` is the context a mandatory ``MYSQL_SSL_MODE``
-        (``REQUIRED`` and up) asks for, read afresh each time so that renewed certificates are
-        picked up; ``PREFERRED``'s optional TLS is added by ``_Session`` once the server's
-        greeting offers it (given to asyncmy here, it would be attempted whatever the server)."""
-        c = self.config
-        mandatory = c.mysql_ssl_mode not in ("DISABLED", "PREFERRED")
-        return {
-            "host": c.mysql_host,
-            "port": c.mysql_port,
-            "unix_socket": c.mysql_unix_socket,
-            "user": c.mysql_user,
-            # As bytes: asyncmy would encode a str as latin-1 (no euro sign, and an é the
-            # server, which hashed the UTF-8 bytes, refuses).
-            "password": c.mysql_password.encode("utf-8"),
-            "db": c.mysql_database if database else None,
-            "charset": "utf8mb4",
-            "autocommit": False,
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            "ssl": tls.mysql_context(c) if mandatory else None,
-        }
-
-    def _session(self, database: bool) -> Any:
-        """On the asyncio loop: a ``_Session``, not connected yet."""
-        raw = _Session(**self.connect_options(database))
-        if self.config.mysql_ssl_mode == "PREFERRED":
-            raw.preferred_tls = tls.mysql_context(self.config)  # None over a Unix socket
-        return raw
-
-    def _connect_failure(self, exc: MySQLUnavailable) -> MySQLUnavailable:
-        """A failed connect, said plainly: the certificate problem, or what else to look at."""
-        cause = exc.__cause__ or exc
-        reason = tls.describe_failure(cause, tls.MYSQL)
-        if reason is not None:
-            return MySQLUnavailable(self.address, reason)
-        code = code_of(cause)
-        if code == _ACCESS_DENIED and self.config.mysql_ssl_cert is None:
-            return MySQLUnavailable(
-                self.address,
-                f"{exc.reason}: a wrong user or password, or an account that requires TLS or a"
-                " client certificate (MYSQL_SSL_MODE, MYSQL_SSL_CERT)",
-            )
-        if code == _CR_SERVER_LOST and self.config.mysql_ssl_cert is not None:
-            return MySQLUnavailable(
-                self.address,
-                f"{exc.reason}: did the server refuse our client certificate? (MYSQL_SSL_CERT)",
-            )
-        return exc
 
     async def _hello(self) -> tuple[list[tuple[Any, ...]], str]:
         async def job(raw: Any) -> tuple[list[tuple[Any, ...]], str]:
