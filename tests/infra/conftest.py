@@ -27,7 +27,7 @@ import pymysql
 import pytest
 import redis
 
-from tests.conftest import Services
+from tests.conftest import Services, sql_connect
 from tests.infra.pki import PKI, make_pki
 from tests.servers import MariaDBServer, RedisServer, RedisTLS, own_mariadb
 
@@ -221,22 +221,21 @@ def worker_env(tag: str, **extra: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def shared_mysql(services: Services, tag: str) -> Iterator[dict[str, str]]:
-    """The shared MariaDB's settings for the worker (database ``tw_<tag>``, dropped after)."""
-    yield {
+def mysql_of(services: Services) -> dict[str, str]:
+    """The shared MariaDB's address and account, as the worker's environment."""
+    return {
         "MYSQL_HOST": services.mysql_host,
         "MYSQL_PORT": str(services.mysql_port),
         "MYSQL_USER": services.mysql_user,
         "MYSQL_PASSWORD": services.mysql_password,
     }
-    conn = pymysql.connect(
-        host=services.mysql_host,
-        port=services.mysql_port,
-        user=services.mysql_user,
-        password=services.mysql_password,
-        autocommit=True,
-    )
+
+
+@pytest.fixture
+def shared_mysql(services: Services, tag: str) -> Iterator[dict[str, str]]:
+    """The shared MariaDB's settings for the worker (database ``tw_<tag>``, dropped after)."""
+    yield mysql_of(services)
+    conn = sql_connect(services)
     with conn, conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS `tw_{tag}`")
 

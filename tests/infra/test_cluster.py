@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pymysql
 import pytest
 import redis
 import redis.cluster
@@ -24,7 +23,7 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from tests.conftest import Services, wait_until
+from tests.conftest import Services, sql_connect, wait_until
 from tests.infra.conftest import (
     FIGURES,
     PUSH_WAIT_MS,
@@ -35,7 +34,8 @@ from tests.infra.conftest import (
     votes,
     worker_env,
 )
-from tests.servers import ClusterNodes, RedisServer, command, redis_cluster
+from tests.replicated import ClusterNodes, redis_cluster
+from tests.servers import RedisServer, command
 from trio_worker.config import from_env
 from trio_worker.errors import RedisUnavailable
 from trio_worker.queue import Boundary, RedisQueue, connect
@@ -87,16 +87,6 @@ def cluster_client(cluster: ClusterNodes) -> redis.cluster.RedisCluster:
         port=cluster.entry.port,
         retry=Retry(NoBackoff(), 0),  # a push whose reply was lost is never sent twice
         socket_timeout=5,
-    )
-
-
-def sql_of(services: Services) -> pymysql.connections.Connection[Any]:
-    return pymysql.connect(
-        host=services.mysql_host,
-        port=services.mysql_port,
-        user=services.mysql_user,
-        password=services.mysql_password,
-        autocommit=True,
     )
 
 
@@ -203,7 +193,7 @@ async def test_a_worker_drains_a_cluster_queue_with_dead_letters(
     config = from_env(cluster_env(cluster, not_serving(cluster, slot), tag, shared_mysql))
     worker = await start_worker(config)
     client = cluster_client(cluster)
-    sql = sql_of(services)
+    sql = sql_connect(services)
     ids = [f"k{i}" for i in range(3000)]
     try:
         for start in range(0, len(ids), 500):
@@ -303,7 +293,7 @@ async def test_the_queue_slot_moves_to_another_node_mid_drain(
     config = from_env(cluster_env(cluster, cluster.entry, tag, shared_mysql))
     worker = await start_worker(config)
     client = cluster_client(cluster)
-    sql = sql_of(services)
+    sql = sql_connect(services)
 
     def push(queue: str, ids: list[str]) -> bool:
         client.lpush(queue, *votes(ids))
@@ -349,7 +339,7 @@ async def test_the_queue_nodes_failover_mid_drain(
     entry = next(n for n in cluster.nodes if n is not old)
     config = from_env(cluster_env(cluster, entry, tag, shared_mysql, REDIS_WAIT_REPLICAS="1"))
     worker = await start_worker(config)
-    sql = sql_of(services)
+    sql = sql_connect(services)
     owner_client: list[redis.Redis] = []
 
     def push(queue: str, ids: list[str]) -> bool:

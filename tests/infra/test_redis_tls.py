@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pymysql
 import pytest
 import trio
 
-from tests.conftest import Services, wait_until
+from tests.conftest import Services, sql_connect, wait_until
 from tests.infra.conftest import (
     REDIS_PASSWORD,
     cli,
+    mysql_of,
     need,
     push,
     start_or_fail,
@@ -71,15 +71,6 @@ def expired_redis(pki: PKI, short_dir: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-def mysql_of(services: Services) -> dict[str, str]:
-    return {
-        "MYSQL_HOST": services.mysql_host,
-        "MYSQL_PORT": str(services.mysql_port),
-        "MYSQL_USER": services.mysql_user,
-        "MYSQL_PASSWORD": services.mysql_password,
-    }
-
-
 async def test_a_worker_drains_over_mutual_tls_as_an_acl_user(
     tls_redis: RedisServer,
     pki: PKI,
@@ -97,13 +88,7 @@ async def test_a_worker_drains_over_mutual_tls_as_an_acl_user(
     client = tls_redis.client()
     try:
         push(client, config.vote_queue, ids)
-        sql = pymysql.connect(
-            host=services.mysql_host,
-            port=services.mysql_port,
-            user=services.mysql_user,
-            password=services.mysql_password,
-            autocommit=True,
-        )
+        sql = sql_connect(services)
         with sql:
             await wait_until(
                 lambda: len(stored(sql, config.mysql_database)) == len(ids),

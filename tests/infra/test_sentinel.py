@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pymysql
 import pytest
 import redis
 import redis.sentinel
@@ -31,7 +30,7 @@ import trio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.conftest import Services, wait_until
+from tests.conftest import Services, sql_connect, wait_until
 from tests.infra.conftest import (
     FIGURES,
     PUSH_WAIT_MS,
@@ -42,7 +41,8 @@ from tests.infra.conftest import (
     votes,
     worker_env,
 )
-from tests.servers import SentinelGroup, command, sentinel_group
+from tests.replicated import SentinelGroup, sentinel_group
+from tests.servers import command
 from trio_worker.config import from_env
 
 TOTAL = 9000
@@ -196,13 +196,7 @@ async def test_a_failover_mid_drain_stores_every_acknowledged_vote_once(
     }
     config = from_env(env)
     worker = await start_worker(config)
-    sql = pymysql.connect(
-        host=services.mysql_host,
-        port=services.mysql_port,
-        user=services.mysql_user,
-        password=services.mysql_password,
-        autocommit=True,
-    )
+    sql = sql_connect(services)
     producer = Producer(group, config.vote_queue)
     old = group.primary
     figures: dict[str, Any] = {"how": how}

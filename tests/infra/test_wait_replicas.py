@@ -13,14 +13,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import pymysql
 import pytest
 import trio
 import trio_asyncio
 
-from tests.conftest import Services, wait_until
+from tests.conftest import Services, sql_connect, wait_until
 from tests.infra.conftest import need, push, stored, worker_env
-from tests.servers import QUICK_SYNC, RedisServer, _wait, command, free_port
+from tests.replicated import QUICK_SYNC
+from tests.servers import RedisServer, command, free_port, wait_for
 from trio_worker.config import Config, from_env
 from trio_worker.errors import RedisUnavailable
 from trio_worker.queue import Boundary, RedisQueue, connect
@@ -57,7 +57,7 @@ def pair(short_dir: Path, tag: str) -> Iterator[Pair]:
         )
         replica.start_blocking()
         servers.append(replica)
-        _wait(
+        wait_for(
             lambda: (
                 replica.info("replication").get("master_link_status") == "up"
                 and primary.replicas_online() == 1
@@ -158,13 +158,7 @@ async def test_no_batch_commits_while_its_take_has_reached_no_replica(
     config = config_for(pair.primary, tag, **shared_mysql)
     worker = await start_worker(config)
     primary = pair.primary.client()
-    sql = pymysql.connect(
-        host=services.mysql_host,
-        port=services.mysql_port,
-        user=services.mysql_user,
-        password=services.mysql_password,
-        autocommit=True,
-    )
+    sql = sql_connect(services)
     ids = [f"n{i}" for i in range(300)]
     try:
         pair.stop_replica()
