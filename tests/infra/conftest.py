@@ -27,7 +27,7 @@ import pymysql
 import pytest
 import redis
 
-from tests.conftest import Services, sql_connect
+from tests.conftest import RunningWorker, Services, sql_connect, wait_until
 from tests.infra.pki import PKI, make_pki
 from tests.servers import MariaDBServer, RedisServer, RedisTLS, own_mariadb
 
@@ -253,6 +253,36 @@ def stored(conn: pymysql.connections.Connection[Any], database: str) -> dict[str
 def newer_than(counts: dict[str, int], first: int) -> bool:
     """Whether a vote numbered ``first`` or later (``s123``, ``c123``) is stored."""
     return any(int(v[1:]) >= first for v in counts)
+
+
+async def new_votes_stored(
+    conn: pymysql.connections.Connection[Any], database: str, first: int
+) -> None:
+    """Wait until a vote numbered ``first`` or later is stored: new work flows again."""
+    await wait_until(
+        lambda: newer_than(stored(conn, database), first),
+        timeout_s=60,
+        what="votes pushed after the failover stored",
+    )
+
+
+async def stop_and_clean(
+    worker: RunningWorker,
+    client: redis.Redis,
+    admin: pymysql.connections.Connection[Any],
+    database: str,
+    queue: str,
+) -> None:
+    """Stop the worker and wait for its drain, then remove its keys and its database."""
+    worker.stop.set()
+    await wait_until(lambda: bool(worker.exit_status), what="the drain")
+    keys = list(client.scan_iter(match=f"{queue}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+    with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
+    admin.close()
 
 
 def votes(ids: list[str]) -> list[bytes]:

@@ -12,7 +12,15 @@ import pytest
 import redis
 
 from tests.conftest import Services, wait_until
-from tests.infra.conftest import MYSQL_PASSWORD, TLSMariaDB, cli, push, stored, worker_env
+from tests.infra.conftest import (
+    MYSQL_PASSWORD,
+    TLSMariaDB,
+    cli,
+    push,
+    stop_and_clean,
+    stored,
+    worker_env,
+)
 from tests.infra.pki import PKI
 from trio_worker.config import from_env
 
@@ -57,15 +65,7 @@ async def test_a_worker_drains_with_verify_identity_and_a_client_certificate(
         )
         assert stored(admin, config.mysql_database) == dict.fromkeys(ids, 1)
     finally:
-        worker.stop.set()
-        await wait_until(lambda: bool(worker.exit_status), what="the drain")
-        keys = list(client.scan_iter(match=f"{config.vote_queue}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{config.mysql_database}`")
-        admin.close()
+        await stop_and_clean(worker, client, admin, config.mysql_database, config.vote_queue)
     assert worker.exit_status == [0]
 
 

@@ -15,6 +15,7 @@ from tests.infra.conftest import (
     TLSMariaDB,
     cli,
     push,
+    stop_and_clean,
     stored,
     worker_env,
 )
@@ -66,15 +67,7 @@ async def test_a_worker_drains_through_unix_sockets(
         # (a connection being opened may not have selected its database yet)
         assert any(c["db"] == "3" for c in on_socket), on_socket
     finally:
-        worker.stop.set()
-        await wait_until(lambda: bool(worker.exit_status), what="the drain")
-        keys = list(client.scan_iter(match=f"{config.vote_queue}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{config.mysql_database}`")
-        admin.close()
+        await stop_and_clean(worker, client, admin, config.mysql_database, config.vote_queue)
     assert worker.exit_status == [0]
 
 
