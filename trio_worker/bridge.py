@@ -7,11 +7,14 @@ boundary maps what comes back to the domain's errors (``trio_worker.errors``).
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import trio
 import trio_asyncio
+from sniffio import thread_local as sniffio_library
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -66,4 +69,79 @@ async def _main_loop_burst(self: trio_asyncio.TrioEventLoop, no_wait: bool = Fal
             return
 
 
+# And when a socket is readable, trio-asyncio runs the reader (the transport reads, the protocol
+# resolves a future) in a task of its own, hands what that scheduled to the loop's task, and
+# waits for the loop to have run it: three Trio steps for every read, three reads for every
+# commit. When nothing else is pending, the callbacks the reader scheduled run right there, in
+# order, as asyncio's own loop would run them in the same iteration: one step. When something
+# is pending (the loop's task has callbacks in hand or queued), it goes the usual way, so no
+# callback ever runs before one scheduled earlier. Timers and Trio-side handles always go the
+# usual way; past ``_BURST`` callbacks, the rest go to the loop's task, in order.
+_queue_handle = trio_asyncio.TrioEventLoop._queue_handle
+_inline: dict[int, deque[asyncio.Handle]] = {}  # the loop (id) whose reader runs its callbacks
+
+
+def _queue_handle_inline(self: trio_asyncio.TrioEventLoop, handle: asyncio.Handle) -> Any:
+    pending = _inline.get(id(self))
+    if pending is None or type(handle) is not asyncio.Handle:
+        return _queue_handle(self, handle)
+    self._check_closed()
+    pending.append(handle)
+    return handle
+
+
+def _run_reader(self: trio_asyncio.TrioEventLoop, reader: asyncio.Handle) -> bool:
+    """Run ``reader``, and what it scheduled if nothing else is pending. Returns whether
+    callbacks were left to the loop's task (the caller then waits for them)."""
+    queue = self._q_recv.statistics()
+    if queue.current_buffer_used or not queue.tasks_waiting_receive:
+        reader._run()
+        return True
+    pending = _inline[id(self)] = deque()
+    try:
+        reader._run()
+        ran = 0
+        while pending and ran < _BURST:
+            handle = pending.popleft()
+            if handle._cancelled:
+                continue
+            ran += 1
+            library, sniffio_library.name = sniffio_library.name, "asyncio"
+            try:
+                handle._run()
+            finally:
+                sniffio_library.name = library
+    finally:
+        del _inline[id(self)]
+    for handle in pending:
+        _queue_handle(self, handle)
+    return bool(pending)
+
+
+async def _io_task(
+    self: trio_asyncio.TrioEventLoop,
+    fd: int,
+    handle: Any,
+    wait_ready: Callable[[int], Awaitable[None]],
+) -> None:
+    # trio_asyncio._base.BaseTrioEventLoop._io_task (0.15-0.16), its reader run by _run_reader
+    with handle._scope:
+        try:
+            while not handle._cancelled:
+                try:
+                    await wait_ready(fd)
+                except OSError:
+                    if handle._cancelled:
+                        break
+                    raise
+                if handle._cancelled:
+                    break
+                if _run_reader(self, handle):
+                    await self.synchronize()
+        except Exception as exc:
+            handle._raise(exc)
+
+
 trio_asyncio.TrioEventLoop._main_loop_one = _main_loop_burst
+trio_asyncio.TrioEventLoop._queue_handle = _queue_handle_inline
+trio_asyncio.TrioEventLoop._io_task = _io_task
