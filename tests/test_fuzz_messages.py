@@ -12,6 +12,7 @@ import json
 import math
 import re
 import tracemalloc
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +25,15 @@ from hypothesis import strategies as st
 from tests.conftest import wait_until
 from tests.helpers import push_raw, row_count, sql
 from trio_worker.config import Config
-from trio_worker.messages import REASONS, envelope, original, parse
+from trio_worker.messages import (
+    REASONS,
+    Stamps,
+    envelope,
+    invalid_reason,
+    original,
+    parse,
+    parse_all,
+)
 
 DEFAULT_TS = "2001-02-03 04:05:06"
 ROW_TS = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
@@ -103,6 +112,57 @@ def test_parse_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
 @given(messages())
 def test_parse_never_raises_on_vote_shaped_json(raw: bytes) -> None:
     check_parsed(raw)
+
+
+def plain_parse(raw: bytes, choices: frozenset[str] | None) -> tuple[str, str, str] | str:
+    """One message, checked the plain way, one check after another."""
+    if not raw:
+        return "empty"
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return "not_utf8"
+        return "not_json"
+    reason = invalid_reason(doc, choices)
+    if reason is not None:
+        return reason
+    stamp = doc.get("timestamp")
+    text = DEFAULT_TS if stamp is None else Stamps().text(stamp)
+    return "bad_timestamp" if text is None else (doc["voter_id"], doc["vote"], text)
+
+
+def _sized(length: int) -> st.SearchStrategy[str]:
+    return st.text(min_size=length, max_size=length)
+
+
+# Votes at the edges of every check: lengths just in and just out, a choice or not.
+edges = st.builds(
+    lambda voter_id, vote, ascii_only: _encode({"voter_id": voter_id, "vote": vote}, ascii_only),
+    st.sampled_from([0, 1, 255, 256]).flatmap(_sized),
+    st.sampled_from([0, 1, 10, 11]).flatmap(_sized) | st.sampled_from(["a", "b", "c"]),
+    st.booleans(),
+)
+
+
+@FUZZ
+@given(
+    st.lists(st.one_of(messages(), edges, st.binary(max_size=50)), max_size=30),
+    st.none() | st.frozensets(st.sampled_from(["a", "b"]) | st.text(max_size=11), max_size=3),
+)
+def test_a_batch_parses_as_each_message_alone(
+    raws: list[bytes], choices: frozenset[str] | None
+) -> None:
+    parsed = parse_all(raws, DEFAULT_TS, choices)
+    plain = [plain_parse(raw, choices) for raw in raws]
+    assert parsed.rows == [p for p in plain if isinstance(p, tuple)]
+    assert parsed.invalid == [(i, p) for i, p in enumerate(plain) if isinstance(p, str)]
+    assert parsed.sources == [
+        raw for raw, p in zip(raws, plain, strict=True) if isinstance(p, tuple)
+    ]
+    assert parsed.counts == dict(Counter(row[1] for row in parsed.rows))
 
 
 @FUZZ

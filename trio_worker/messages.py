@@ -10,9 +10,12 @@ from __future__ import annotations
 import base64
 import math
 import re
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
+from typing import cast
 
 import orjson
 
@@ -120,36 +123,36 @@ def parse_all(
 ) -> Parsed:
     """Parse every message of a batch (the per-vote hot path: one loop, no call per vote).
 
-    An item that is not ``bytes`` is left to the caller (``other``). Never raises.
+    A vote that passes the loop's combined checks is a row; any other message gets its reason
+    from ``invalid_reason``, the plain checks in order. An item that is not ``bytes`` is left
+    to the caller (``other``). Never raises.
     """
     out = Parsed()
-    rows, sources, invalid, counts = out.rows, out.sources, out.invalid, out.counts
+    rows, invalid = out.rows, out.invalid
     loads, decode_error, stamps = orjson.loads, orjson.JSONDecodeError, Stamps()
     for position, raw in enumerate(items):
         if type(raw) is not bytes:
             out.other.append(position)
             continue
-        if not raw:
-            invalid.append((position, EMPTY))
-            continue
         try:
             doc = loads(raw)
+            voter_id, vote = doc["voter_id"], doc["vote"]
         except decode_error:
-            invalid.append((position, NOT_UTF8 if _not_utf8(raw) else NOT_JSON))
+            invalid.append(
+                (position, EMPTY if not raw else NOT_UTF8 if _not_utf8(raw) else NOT_JSON)
+            )
             continue
-        if type(doc) is not dict:
-            invalid.append((position, NOT_OBJECT))
+        except (TypeError, KeyError):  # not an object, or a key is missing
+            invalid.append((position, invalid_reason(doc, choices) or NOT_OBJECT))
             continue
-        voter_id = doc.get("voter_id")
-        if type(voter_id) is not str or not 0 < len(voter_id) <= 255:
-            invalid.append((position, BAD_VOTER_ID))
-            continue
-        vote = doc.get("vote")
-        if type(vote) is not str or not 0 < len(vote) <= 10:
-            invalid.append((position, BAD_VOTE))
-            continue
-        if choices is not None and vote not in choices:
-            invalid.append((position, VOTE_NOT_ALLOWED))
+        if (
+            type(voter_id) is not str
+            or not 0 < len(voter_id) <= 255
+            or type(vote) is not str
+            or not 0 < len(vote) <= 10
+            or (choices is not None and vote not in choices)
+        ):
+            invalid.append((position, invalid_reason(doc, choices) or NOT_OBJECT))
             continue
         stamp = doc.get("timestamp")
         if stamp is None:
@@ -160,9 +163,30 @@ def parse_all(
                 invalid.append((position, BAD_TIMESTAMP))
                 continue
             rows.append((voter_id, vote, text))
-        sources.append(raw)
-        counts[vote] = counts.get(vote, 0) + 1
+    out.counts = dict(Counter(map(itemgetter(1), rows)))
+    # The message of each row: every item, unless some were not votes (rare, so not per vote).
+    skipped = {position for position, _ in invalid}.union(out.other)
+    sources = (
+        [raw for position, raw in enumerate(items) if position not in skipped] if skipped else items
+    )
+    out.sources = cast("list[bytes]", list(sources))
     return out
+
+
+def invalid_reason(doc: object, choices: Collection[str] | None) -> str | None:
+    """Why a parsed message is not a vote, the checks in order; None for a vote (its timestamp
+    aside)."""
+    if type(doc) is not dict:
+        return NOT_OBJECT
+    voter_id = doc.get("voter_id")
+    if type(voter_id) is not str or not 0 < len(voter_id) <= 255:
+        return BAD_VOTER_ID
+    vote = doc.get("vote")
+    if type(vote) is not str or not 0 < len(vote) <= 10:
+        return BAD_VOTE
+    if choices is not None and vote not in choices:
+        return VOTE_NOT_ALLOWED
+    return None
 
 
 def _not_utf8(raw: bytes) -> bool:
