@@ -140,6 +140,30 @@ async def test_a_readers_callbacks_run_with_it_when_nothing_else_is_pending() ->
     assert reads.count("Rccc") == 20, reads
 
 
+async def test_an_asyncio_call_from_trio_takes_its_first_step_at_once() -> None:
+    turns: list[str] = []
+
+    async def call() -> int:
+        turns.append("step")
+        await asyncio.sleep(0)
+        return 7
+
+    async def trio_turns() -> None:
+        while True:
+            await trio.lowlevel.checkpoint()
+            turns.append("trio")
+
+    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        nursery.start_soon(trio_turns)
+        await trio.sleep(0.01)
+        for _ in range(5):
+            turns.append("call")
+            assert await aio(call) == 7
+        nursery.cancel_scope.cancel()
+    marks = "".join(t[0] for t in turns)  # c: call, s: its first step, t: a Trio turn
+    assert marks.count("cs") == 5, marks
+
+
 async def test_callbacks_run_in_the_order_they_were_scheduled_whatever_path_they_take() -> None:
     # Two sockets readable at once, and more callbacks per read than one burst runs inline:
     # the second reader runs while the first one's overflow is pending, and must not run its
