@@ -117,7 +117,10 @@ class Consumer(Task):
                 batch.permit = permit
                 self.metrics.inflight.inc(batch.size)
                 self.live.idle("consumer")
-                await send.send(batch)
+                try:
+                    send.send_nowait(batch)  # a flusher waits for it (it holds our permit)
+                except trio.WouldBlock:
+                    await send.send(batch)
             self.live.forget("consumer")
 
     async def fill(self, batch_id: str) -> Batch | None:

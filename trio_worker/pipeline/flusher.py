@@ -23,6 +23,7 @@ from trio_worker.mysql.clock import ServerClock, fresh_bounds
 from trio_worker.mysql.connection import Connection
 from trio_worker.mysql.schema import open_with_schema
 from trio_worker.pipeline.batch import Batch, started_ms
+from trio_worker.pipeline.permits import acquire
 from trio_worker.pipeline.shared import Shared, Task
 from trio_worker.queue import RedisQueue
 from trio_worker.retry import retry
@@ -45,7 +46,7 @@ class InsertTurn:
         self._held = False
 
     async def take(self) -> None:
-        await self._turns.acquire()
+        await acquire(self._turns)
         self._held = True
 
     def give_back(self) -> None:
