@@ -4,8 +4,9 @@ The same command line as ``python -m trio_worker``; the worker's code is not tou
 recorder is switched on by an environment variable naming the JSON file it writes at exit:
 
 - ``BENCH_HOPS_OUT``: every Trio→asyncio hop, as ``[CLOCK_MONOTONIC ns, callee]``.
-  ``trio_asyncio.aio_as_trio`` is wrapped; the worker's one hop (``bridge.aio``) looks it up at
-  each call, so all are seen. Appending a tuple costs well under a microsecond per hop. Also
+  The worker's one hop, ``bridge.aio``, looks up at each call the function that wraps the call
+  (``bridge._call``; ``trio_asyncio.aio_as_trio`` before ``loop.start``): that is wrapped, so
+  all are seen. Appending a tuple costs well under a microsecond per hop. Also
   the time of every asyncio callback run on trio-asyncio's loop (``asyncio.Handle._run``) and of
   every Trio task step (a Trio instrument, added by wrapping ``trio.run``), to count the event
   loops' work per batch; these two slow the worker down a little, so no CPU figure comes from
@@ -42,6 +43,8 @@ _original = trio_asyncio.aio_as_trio
 _hops: list[tuple[int, str]] = []
 _handles: list[int] = []
 _steps: list[int] = []
+_step_tasks: list[int] = []  # per step, the index of its task's name in _task_names
+_task_names: dict[str, int] = {}
 
 _labels: dict[CodeType, str] = {}
 _stacks: dict[tuple[str, ...], int] = {}
@@ -64,6 +67,22 @@ def recording_aio_as_trio(proc: Any, *, loop: Any = None) -> Any:
     return _original(proc, loop=loop)
 
 
+def record_hops() -> None:
+    trio_asyncio.aio_as_trio = recording_aio_as_trio
+    try:
+        from trio_worker import bridge  # the checkout's own worker
+    except ImportError:
+        return
+    call = getattr(bridge, "_call", None)
+    if call is not None:
+
+        def recording_call(fn: Any, args: Any, kwargs: Any) -> Any:
+            _hops.append((time.monotonic_ns(), callee(fn)))
+            return call(fn, args, kwargs)
+
+        bridge._call = recording_call
+
+
 def count_loop_work() -> None:
     """Note the time of each asyncio callback and each Trio task step."""
     original_run = asyncio.Handle._run
@@ -77,6 +96,7 @@ def count_loop_work() -> None:
     class Steps(trio.abc.Instrument):
         def before_task_step(self, task: trio.lowlevel.Task) -> None:
             _steps.append(time.monotonic_ns())
+            _step_tasks.append(_task_names.setdefault(task.name, len(_task_names)))
 
     original_trio_run = trio.run
 
@@ -121,7 +141,16 @@ def _dump() -> None:
     signal.setitimer(signal.ITIMER_PROF, 0)
     if out := os.environ.get("BENCH_HOPS_OUT"):
         with open(out, "w") as f:
-            json.dump({"hops": _hops, "asyncio_handles": _handles, "trio_steps": _steps}, f)
+            names = sorted(_task_names, key=_task_names.__getitem__)
+            json.dump(
+                {
+                    "hops": _hops,
+                    "asyncio_handles": _handles,
+                    "trio_steps": _steps,
+                    "trio_step_tasks": [names[i] for i in _step_tasks],
+                },
+                f,
+            )
     if out := os.environ.get("BENCH_CPU_PROFILE_OUT"):
         stacks = [";".join(s) for s, _ in sorted(_stacks.items(), key=lambda kv: kv[1])]
         with open(out, "w") as f:
@@ -130,7 +159,7 @@ def _dump() -> None:
 
 if __name__ == "__main__":
     if os.environ.get("BENCH_HOPS_OUT"):
-        trio_asyncio.aio_as_trio = recording_aio_as_trio
+        record_hops()
         count_loop_work()
     if os.environ.get("BENCH_CPU_PROFILE_OUT"):
         interval = int(os.environ.get("BENCH_CPU_PROFILE_US", "1000")) / 1e6

@@ -85,6 +85,13 @@ def hops_per_batch(recorded: dict[str, Any], window: list[int]) -> dict[str, Any
     hops = sum(by_callee.values())
     handles = sum(1 for t in recorded["asyncio_handles"] if start <= t <= end)
     steps = sum(1 for t in recorded["trio_steps"] if start <= t <= end)
+    step_tasks = Counter(
+        name
+        for t, name in zip(
+            recorded["trio_steps"], recorded.get("trio_step_tasks", []), strict=False
+        )
+        if start <= t <= end
+    )
     return {
         "hops_in_window": hops,
         "batches_in_window": batches,
@@ -92,6 +99,9 @@ def hops_per_batch(recorded: dict[str, Any], window: list[int]) -> dict[str, Any
         "asyncio_callbacks_per_batch": handles / batches if batches else float("nan"),
         "trio_task_steps_per_batch": steps / batches if batches else float("nan"),
         "by_callee_per_batch": {k: v / batches for k, v in by_callee.most_common()}
+        if batches
+        else {},
+        "trio_steps_by_task_per_batch": {k: v / batches for k, v in step_tasks.most_common(12)}
         if batches
         else {},
         "hops_whole_run": len(calls),
@@ -202,8 +212,15 @@ def step(args: argparse.Namespace, stores: Stores) -> Any:
               f" hops, {result['batches_in_window']:,} batches)")  # fmt: skip
         for name, per in result["by_callee_per_batch"].items():
             print(f"  {per:7.3f}  {name}")
-        print(f"asyncio callbacks per batch: {result['asyncio_callbacks_per_batch']:.1f};"
-              f" Trio task steps per batch: {result['trio_task_steps_per_batch']:.1f}")  # fmt: skip
+        callbacks, steps = (
+            result["asyncio_callbacks_per_batch"],
+            result["trio_task_steps_per_batch"],
+        )
+        print(
+            f"asyncio callbacks per batch: {callbacks:.1f}; Trio task steps: {steps:.1f}, by task:"
+        )
+        for name, per in result["trio_steps_by_task_per_batch"].items():
+            print(f"  {per:7.3f}  {name}")
         return result
     runs = []
     for i in range(1, args.runs + 1):
