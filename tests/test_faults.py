@@ -135,6 +135,27 @@ async def test_stores_cut_off_and_back(
     assert voter_counts(config) == dict.fromkeys(ids, 1)
 
 
+async def test_a_redis_reply_that_never_comes_is_given_up_on_at_the_deadline(
+    config: Config, rds: redis.Redis, start_worker: Any, nursery: trio.Nursery
+) -> None:
+    """The take script ran, then its connection froze (a dead host sends no FIN, and no reply):
+    the call gives up at its deadline, not never, and the batch is re-read from its list."""
+    proxy = FaultProxy(config.redis_host, config.redis_port)
+    port = await nursery.start(proxy.serve)
+    ids = push_votes(rds, config, 2000)
+    proxy.hold_reply_after(b"RPOP")  # the take script's argument
+    started = time.monotonic()
+    worker = await start_worker(config, redis_host="127.0.0.1", redis_port=port, batch_size=200)
+    await wait_until(lambda: row_count(config) >= 2000, what="2000 rows")
+    # Given up after the deadline (0.5 s of BLMOVE + 5 s), not a kernel timeout of minutes.
+    assert 5 < time.monotonic() - started < 20
+    assert proxy.fired["hold_reply"] == 1
+    assert await metric(worker.url, "redis_errors_total") >= 1
+    await drained(worker, rds, config)
+    proxy.release()
+    assert voter_counts(config) == dict.fromkeys(ids, 1)
+
+
 async def test_claim_whose_reply_is_lost_is_still_finished(
     config: Config, rds: redis.Redis, start_worker: Any, nursery: trio.Nursery
 ) -> None:

@@ -21,12 +21,11 @@ from trio_worker.queue import (
     RedisQueue,
     Taken,
     TooLarge,
-    connect,
 )
 
 
 def new_queue(config: Config, token: str = "t0k3n") -> RedisQueue:
-    return RedisQueue(Boundary(connect(config, block_s=0.5), config.redis_address), config, token)
+    return RedisQueue(Boundary.open(config, block_s=0.5), config, token)
 
 
 @asynccontextmanager

@@ -3,7 +3,7 @@
 Each long-running task says when it is working (``busy``, again at every step, which also
 proves progress) and when it is only waiting for input (``idle``: an empty queue, no batch to
 commit, no flusher free). A task that stays busy without a new step for ``hung_after_s`` is
-hung: every store call is bounded (MySQL by MYSQL_READ_TIMEOUT_S, Redis by its socket timeout),
+hung: every store call is bounded (MySQL by MYSQL_READ_TIMEOUT_S, Redis by its call deadline),
 and a retry loop steps at every attempt, so a store outage never looks like a hang. ``GET /live``
 fails while any task is hung; a task that dies ends the process.
 """

@@ -44,7 +44,7 @@ from trio_worker.pipeline import BLOCK_S, FLUSHERS, Consumer, Flushers, Holdings
 from trio_worker.pipeline.batch import Batch
 from trio_worker.pipeline.pruner import Pruner
 from trio_worker.pipeline.shared import Shared
-from trio_worker.queue import Boundary, RedisQueue, connect
+from trio_worker.queue import Boundary, RedisQueue
 from trio_worker.status import Status
 
 log = logging.getLogger("trio_worker.service")
@@ -153,7 +153,7 @@ async def _run(
     drained = trio.Event()
     finished = trio.Event()
     async with trio_asyncio.open_loop():
-        boundary = Boundary(connect(config, block_s=BLOCK_S), config.redis_address)
+        boundary = Boundary.open(config, block_s=BLOCK_S)
         queue = RedisQueue(boundary, config, token=secrets.token_hex(8))
         lease = Lease()
         probe = Connection(config)

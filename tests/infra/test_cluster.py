@@ -38,7 +38,7 @@ from tests.replicated import ClusterNodes, redis_cluster
 from tests.servers import RedisServer, command
 from trio_worker.config import from_env
 from trio_worker.errors import RedisUnavailable
-from trio_worker.queue import Boundary, RedisQueue, connect
+from trio_worker.queue import Boundary, RedisQueue
 
 
 @pytest.fixture
@@ -257,9 +257,7 @@ async def test_the_blocking_take_follows_its_slot_to_another_node(
     source, target = cluster.owner(slot), not_serving(cluster, slot)
     config = from_env(cluster_env(cluster, cluster.entry, tag, {}))
     async with trio_asyncio.open_loop():
-        queue = RedisQueue(
-            Boundary(connect(config, block_s=0.5), config.redis_address), config, "tok"
-        )
+        queue = RedisQueue(Boundary.open(config, block_s=0.5), config, "tok")
         try:
             assert await queue.beat(30) == 0
             key = queue.keys.inflight(queue.worker_id, "1700000000000-cccccc-1")

@@ -23,7 +23,7 @@ from tests.replicated import QUICK_SYNC
 from tests.servers import RedisServer, command, free_port, wait_for
 from trio_worker.config import Config, from_env
 from trio_worker.errors import RedisUnavailable
-from trio_worker.queue import Boundary, RedisQueue, connect
+from trio_worker.queue import Boundary, RedisQueue
 
 
 class Pair:
@@ -87,9 +87,7 @@ def config_for(server: RedisServer, tag: str, **extra: str) -> Config:
 @asynccontextmanager
 async def open_queue(config: Config) -> AsyncIterator[RedisQueue]:
     async with trio_asyncio.open_loop():
-        queue = RedisQueue(
-            Boundary(connect(config, block_s=0.5), config.redis_address), config, "tok"
-        )
+        queue = RedisQueue(Boundary.open(config, block_s=0.5), config, "tok")
         try:
             assert await queue.beat(30) == 0
             yield queue

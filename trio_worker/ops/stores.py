@@ -10,7 +10,7 @@ import trio_asyncio
 
 from trio_worker.config import Config
 from trio_worker.mysql.connection import Connection
-from trio_worker.queue import Boundary, QueueAdmin, connect
+from trio_worker.queue import Boundary, QueueAdmin
 
 
 @asynccontextmanager
@@ -20,7 +20,7 @@ async def open_queue(config: Config) -> AsyncIterator[QueueAdmin]:
     MySQL connections (``open_mysql``) must be opened inside this block: they share the loop.
     """
     async with trio_asyncio.open_loop():
-        boundary = Boundary(connect(config, block_s=0), config.redis_address)
+        boundary = Boundary.open(config, block_s=0)
         try:
             yield QueueAdmin(boundary, config)
         finally:

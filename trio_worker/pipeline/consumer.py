@@ -35,7 +35,7 @@ from trio_worker.retry import retry
 log = logging.getLogger("trio_worker.consumer")
 
 # How long one blocking wait on an idle queue lasts; also the longest a SIGTERM waits for the
-# consumer to notice. Redis' socket timeout is kept above it (redis-py #2807).
+# consumer to notice. A Redis call's deadline is kept above it (``Boundary.open``).
 BLOCK_S = 0.5
 
 

@@ -21,19 +21,25 @@ from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aredis
 import redis.exceptions as rex
+import trio
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import MasterNotFoundError
 
 from trio_worker import tls
 from trio_worker.bridge import aio, describe
+from trio_worker.config import Config
 from trio_worker.errors import RedisUnavailable
-from trio_worker.queue.client import Client, sentinel_of
+from trio_worker.queue.client import Client, connect, sentinel_of
 from trio_worker.queue.scripts import Script
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 # Error replies that say "not now" (or "not you") rather than "your request is wrong".
+# How much longer than a blocking command's own timeout a call may take before the server counts
+# as gone (a dead host that sent no FIN, a blackholed route).
+REPLY_SLACK_S = 5.0
+
 _UNAVAILABLE_REPLIES = ("WRONGTYPE", "BUSY", "MISCONF", "NOREPLICAS", "UNBLOCKED", "MASTERDOWN")
 # A cluster's replies to a client that does not know it talks to a cluster (REDIS_CLUSTER unset).
 _CLUSTER_REPLIES = ("MOVED", "ASK", "CLUSTERDOWN", "CROSSSLOT")
@@ -131,17 +137,28 @@ def _closed_under_us(exc: AttributeError) -> bool:
 
 
 class Boundary:
-    """A redis-py client and the address it stands for; calls mapped to the domain."""
+    """A redis-py client and the address it stands for; calls mapped to the domain, and each
+    bounded by ``timeout_s`` (a server that stops answering without closing the connection)."""
 
-    def __init__(self, client: Client, address: str) -> None:
+    def __init__(self, client: Client, address: str, *, timeout_s: float) -> None:
         self.client = client
         self.address = address
+        self.timeout_s = timeout_s
         self._sentinel = sentinel_of(client) is not None
         self._scripts: dict[str, Any] = {}
 
+    @classmethod
+    def open(cls, config: Config, *, block_s: float) -> Boundary:
+        """A client for ``config`` (nothing connected yet) whose calls may block up to
+        ``block_s`` (a blocking command's own timeout): each gets ``REPLY_SLACK_S`` more."""
+        return cls(connect(config), config.redis_address, timeout_s=block_s + REPLY_SLACK_S)
+
     async def call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kw: P.kwargs) -> T:
         try:
-            return await aio(fn, *args, **kw)
+            with trio.move_on_after(self.timeout_s):
+                return await aio(fn, *args, **kw)
+            # Cancelled mid-call, redis-py closed the connection: its state is unknown.
+            raise rex.TimeoutError(f"no reply from {self.address} within {self.timeout_s:g} s")
         except AttributeError as exc:
             if isinstance(self.client, RedisCluster) and _closed_under_us(exc):
                 raise RedisUnavailable(
@@ -161,7 +178,10 @@ class Boundary:
     async def rediscover(self) -> None:
         """Find the primary again: drop idle connections (the next ones ask Sentinel, resolve
         the host name, or re-read the cluster's slots). Connections in use finish their call."""
-        with contextlib.suppress(rex.RedisError, rex.RedisClusterException, OSError):
+        with (
+            trio.move_on_after(self.timeout_s),
+            contextlib.suppress(rex.RedisError, rex.RedisClusterException, OSError),
+        ):
             if isinstance(self.client, RedisCluster):
                 await aio(self.client.nodes_manager.initialize)
             else:

@@ -52,8 +52,9 @@ def tls_options(config: Config) -> dict[str, Any]:
     }
 
 
-def connect(config: Config, *, block_s: float) -> Client:
-    """A client whose socket timeout stays above any blocking command's timeout (redis-py #2807).
+def connect(config: Config) -> Client:
+    """A client without a socket timeout: every call is bounded by the boundary's Trio deadline
+    (``Boundary.timeout_s``) instead, which also costs no asyncio timer and task per command.
 
     Nothing is connected yet: connections open on first use, so a server that is down (or a
     certificate that is refused) is a ``RedisUnavailable`` from the first call, retried.
@@ -61,7 +62,7 @@ def connect(config: Config, *, block_s: float) -> Client:
     common: dict[str, Any] = {
         "username": config.redis_username,
         "password": config.redis_password,
-        "socket_timeout": block_s + 5.0,
+        "socket_timeout": None,  # redis-py's default is 5 s: the boundary's deadline instead
         "socket_connect_timeout": CONNECT_TIMEOUT_S,
         "health_check_interval": 0,
         "retry": _no_retry(),
