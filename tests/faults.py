@@ -3,6 +3,8 @@
 Faults:
 - ``cut_all()``: close every proxied connection now (both sides).
 - ``blackhole``: while true, nothing is forwarded in either direction (bytes wait).
+- ``blackhole_after(pattern)``: the next client chunk containing ``pattern`` is forwarded, and
+  ``blackhole`` is set before anything else is: its reply, and all after it, wait.
 - ``refuse``: while true, a new connection is closed at once (the store is down).
 - ``latency_s``: each forwarded chunk is held this long.
 - ``cut_reply_after(pattern)``: the next client chunk containing ``pattern`` is forwarded, the
@@ -61,6 +63,7 @@ class FaultProxy:
         self._half_reply: list[bytes] = []
         self._hold_reply: list[bytes] = []
         self._hold_before: list[bytes] = []
+        self._blackhole_after: list[bytes] = []
         self.holding = trio.Event()
         self._released = trio.Event()
         self._flowing = trio.Event()
@@ -84,6 +87,9 @@ class FaultProxy:
         for conn in list(self._conns):
             conn.scope.cancel()
         self.fired["cut_all"] += 1
+
+    def blackhole_after(self, pattern: bytes) -> None:
+        self._blackhole_after.append(pattern)
 
     def cut_reply_after(self, pattern: bytes) -> None:
         self._cut_reply.append(pattern)
@@ -144,6 +150,7 @@ class FaultProxy:
             self._half_reply,
             self._hold_reply,
             self._hold_before,
+            self._blackhole_after,
         ]
 
     @property
@@ -220,6 +227,9 @@ class FaultProxy:
                 conn.half_reply = True
             elif self._take(self._hold_reply, chunk):
                 conn.hold_reply = True
+            if self._take(self._blackhole_after, chunk):
+                self.fired["blackhole_after"] += 1
+                self.set_blackhole(True)  # this chunk has passed its hold: it alone goes on
             await conn.server.send_all(chunk)
         if conn.released is not None:
             await conn.released.wait()  # frozen: the server must not learn of the close

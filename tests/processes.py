@@ -43,18 +43,23 @@ def exactly_once_or_queued(rds: redis.Redis, config: Config, ids: list[str]) -> 
 
 
 async def mysql_proxy(
-    nursery: trio.Nursery, config: Config, **changes: Any
+    nursery: trio.Nursery, config: Config, *, stall: bool = False, **changes: Any
 ) -> tuple[FaultProxy, Config]:
-    """A proxy in front of MySQL, and ``config`` changed to go through it."""
+    """A proxy in front of MySQL, and ``config`` changed to go through it. With ``stall``, the
+    first batch's packet is the last thing through: then MySQL is black-holed (its reply and
+    every later packet wait), whatever the machine's speed (``stall_with_a_batch_in_flight``)."""
     proxy = FaultProxy(config.mysql_host, config.mysql_port)
     port = await nursery.start(proxy.serve)
+    if stall:
+        proxy.blackhole_after(b"INSERT INTO vote_batches")
     return proxy, replace(config, mysql_host="127.0.0.1", mysql_port=port, **changes)
 
 
 async def stall_with_a_batch_in_flight(proxy: FaultProxy, rds: redis.Redis, config: Config) -> None:
-    """Once rows flow, black-hole MySQL: the worker is then certainly holding a batch."""
+    """Wait for the stall armed by ``mysql_proxy(stall=True)``: the first batch is committed but
+    its worker has not heard (it holds the batch in flight), and later packets wait."""
+    await wait_until(lambda: proxy.fired["blackhole_after"] == 1, what="the first batch sent")
     await wait_until(lambda: row_count(config) > 0, what="first rows")
-    proxy.set_blackhole(True)
     await wait_until(lambda: len(inflight_keys(rds, config)) > 0, what="a batch in flight")
 
 

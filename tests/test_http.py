@@ -107,7 +107,7 @@ async def test_ready_says_503_while_starting_with_a_store_unreachable(
 async def test_ready_says_503_while_draining_then_the_drain_ends_with_exit_0(
     config: Config, rds: redis.Redis, start_worker: Any, nursery: trio.Nursery
 ) -> None:
-    proxy, cfg = await mysql_proxy(nursery, config, batch_size=200)
+    proxy, cfg = await mysql_proxy(nursery, config, stall=True, batch_size=200)
     ids = push_votes(rds, config, 3000)
     worker = await start_worker(cfg)
     assert (await ready_body(worker.url))[0] == 200

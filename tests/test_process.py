@@ -56,7 +56,7 @@ async def test_sigkill_mid_batch_then_another_worker_finishes_exactly_once(
 ) -> None:
     # The first worker reaches MySQL through a proxy that we black-hole, so it is certainly
     # holding a taken batch (in its in-flight list) when it is killed.
-    proxy, first = await mysql_proxy(nursery, config, batch_size=400, heartbeat_ttl_s=1)
+    proxy, first = await mysql_proxy(nursery, config, stall=True, batch_size=400, heartbeat_ttl_s=1)
     ids = push_votes(rds, config, 20_000)
     async with worker_process(first, tmp_path / "first.log") as proc:
         await stall_with_a_batch_in_flight(proxy, rds, config)
@@ -86,7 +86,7 @@ async def test_restart_with_the_same_worker_id_recovers_once_the_old_heartbeat_e
 ) -> None:
     """A restart after SIGKILL can't tell the dead process from a live twin (a paused one):
     it takes nothing until the old heartbeat expires, then finishes its own lists first."""
-    proxy, cfg = await mysql_proxy(nursery, config, batch_size=300, heartbeat_ttl_s=3)
+    proxy, cfg = await mysql_proxy(nursery, config, stall=True, batch_size=300, heartbeat_ttl_s=3)
     ids = push_votes(rds, config, 5000)
     async with worker_process(cfg, tmp_path / "a.log") as proc:
         await stall_with_a_batch_in_flight(proxy, rds, config)
@@ -107,7 +107,9 @@ async def test_restart_with_the_same_worker_id_recovers_once_the_old_heartbeat_e
 async def test_drain_deadline_keeps_votes_in_flight_and_exits_non_zero(
     config: Config, rds: redis.Redis, tmp_path: Path, nursery: trio.Nursery, start_worker: Any
 ) -> None:
-    proxy, cfg = await mysql_proxy(nursery, config, batch_size=200, shutdown_timeout_s=1)
+    proxy, cfg = await mysql_proxy(
+        nursery, config, stall=True, batch_size=200, shutdown_timeout_s=1
+    )
     ids = push_votes(rds, config, 3000)
     async with worker_process(cfg, tmp_path / "w.log") as proc:
         await stall_with_a_batch_in_flight(proxy, rds, config)

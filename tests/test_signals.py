@@ -31,7 +31,7 @@ async def test_a_signal_repeated_within_a_second_is_the_same_request(
 ) -> None:
     """systemd (KillMode=control-group) or `kill -TERM -<pgid>` deliver the stop twice within
     milliseconds: the worker must still drain, not give up on the second one."""
-    proxy, cfg = await mysql_proxy(nursery, config, batch_size=200)
+    proxy, cfg = await mysql_proxy(nursery, config, stall=True, batch_size=200)
     ids = push_votes(rds, config, 3000)
     log = tmp_path / "worker.log"
     async with worker_process(cfg, log) as proc:
@@ -52,7 +52,7 @@ async def test_a_signal_repeated_within_a_second_is_the_same_request(
 async def test_a_later_second_signal_gives_up_draining_and_loses_nothing(
     config: Config, rds: redis.Redis, tmp_path: Path, nursery: trio.Nursery, start_worker: Any
 ) -> None:
-    proxy, cfg = await mysql_proxy(nursery, config, batch_size=200)
+    proxy, cfg = await mysql_proxy(nursery, config, stall=True, batch_size=200)
     ids = push_votes(rds, config, 3000)
     log = tmp_path / "worker.log"
     async with worker_process(cfg, log) as proc:

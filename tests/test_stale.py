@@ -55,7 +55,7 @@ async def test_a_worker_frozen_past_the_retention_never_commits_its_batch_again(
     committed, once its ledger row was pruned."""
     cfg = replace(config, ledger_retention_s=RETENTION_S, heartbeat_ttl_s=2, batch_size=100)
     create_schema(config)
-    proxy, frozen_cfg = await mysql_proxy(nursery, cfg, mysql_read_timeout_s=2)
+    proxy, frozen_cfg = await mysql_proxy(nursery, cfg, stall=True, mysql_read_timeout_s=2)
     ids = push_votes(rds, config, 1000)
     log = tmp_path / "frozen.log"
     async with worker_process(frozen_cfg, log) as frozen:
