@@ -6,6 +6,7 @@ import asyncio
 import socket
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import trio
 import trio_asyncio
 from hypothesis import given
@@ -162,6 +163,17 @@ async def test_an_asyncio_call_from_trio_takes_its_first_step_at_once() -> None:
         nursery.cancel_scope.cancel()
     marks = "".join(t[0] for t in turns)  # c: call, s: its first step, t: a Trio turn
     assert marks.count("cs") == 5, marks
+
+
+async def test_call_soon_checks_its_callback_in_debug_mode_only() -> None:
+    async def not_a_callback() -> None: ...
+
+    async with trio_asyncio.open_loop() as loop:
+        loop.set_debug(True)
+        with pytest.raises(TypeError, match="coroutines cannot be used with call_soon"):
+            loop.call_soon(not_a_callback)
+        loop.set_debug(False)
+        loop.call_soon(not_a_callback).cancel()  # unchecked, as in asyncio's own loop
 
 
 async def test_callbacks_run_in_the_order_they_were_scheduled_whatever_path_they_take() -> None:

@@ -13,7 +13,9 @@ ready callback in one iteration:
 - readers: when nothing else is pending, the callbacks a reader scheduled run right after it,
   in the reader's task;
 - ``start``: when nothing else is pending, an asyncio call made from Trio takes its first step
-  right away, in the caller's task.
+  right away, in the caller's task;
+- ``call_soon`` checks its callback only in debug mode, as asyncio's own loop does (the check,
+  inspect's coroutine tests, cost more than scheduling the callback).
 
 "Nothing else is pending": the loop's task waits, empty-handed, on an empty queue. Otherwise a
 callback goes the usual way. Timers and Trio-side handles always do; past ``BURST`` callbacks,
@@ -53,6 +55,12 @@ async def _main_loop_bursts(self: Any, no_wait: bool = False) -> None:
             await _main_loop_one(self, True)
         except trio.WouldBlock:
             return
+
+
+def _call_soon(self: Any, callback: Callable[..., object], *args: Any, **context: Any) -> Any:
+    if self._debug:
+        self._check_callback(callback, "call_soon")
+    return self._queue_handle(asyncio.Handle(callback, args, self, **context))
 
 
 def _queue_handle_inline(self: Any, handle: asyncio.Handle) -> Any:
@@ -128,4 +136,5 @@ async def _io_task(
 
 Loop._main_loop_one = _main_loop_bursts
 Loop._queue_handle = _queue_handle_inline
+Loop.call_soon = _call_soon
 Loop._io_task = _io_task
