@@ -147,9 +147,28 @@ edges = st.builds(
 )
 
 
+# Where a JSON reader could differ: duplicate keys, escaped keys, integers past 64 bits,
+# booleans and objects for a timestamp, nesting past any limit.
+odd_json = st.sampled_from(
+    [
+        b'{"voter_id":"a","voter_id":"b","vote":"x"}',
+        b'{"voter_id":"a","vote":"x","vote":"too long a vote"}',
+        b'{"voter\\u005fid":"a","vote":"x"}',
+        b'{"voter_id":"a","vote":"x","timestamp":18446744073709551615}',
+        b'{"voter_id":"a","vote":"x","timestamp":18446744073709551616}',
+        b'{"voter_id":"a","vote":"x","timestamp":-9223372036854775809}',
+        b'{"voter_id":"a","vote":"x","timestamp":1700000000.999999}',
+        b'{"voter_id":"a","vote":"x","timestamp":true}',
+        b'{"voter_id":"a","vote":"x","timestamp":{"t":1}}',
+        b'{"voter_id":"a","vote":"x","z":' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b"[" * 5000,
+    ]
+)
+
+
 @FUZZ
 @given(
-    st.lists(st.one_of(messages(), edges, st.binary(max_size=50)), max_size=30),
+    st.lists(st.one_of(messages(), edges, odd_json, st.binary(max_size=50)), max_size=30),
     st.none() | st.frozensets(st.sampled_from(["a", "b"]) | st.text(max_size=11), max_size=3),
 )
 def test_a_batch_parses_as_each_message_alone(
