@@ -59,12 +59,14 @@ def conflict_logged(twin: Twin, worker_id: str) -> bool:
 async def twin_worker_id(run: Run, w: ProcWorker, rng: random.Random) -> bool:
     if not await run.fleet.alive(w):
         return False
+    # The original's lease token: judged "alive" only while its heartbeat still holds it.
+    lease = await trio.to_thread.run_sync(run.fleet.heartbeat_of, w.worker_id)
     twin = await run.fleet.spawn_twin(w, next(_twins))
     for pattern in TAKING:
         twin.proxies.redis.watch(pattern)
     run.report.note(f"twin of {w.worker_id} started")
     try:
-        if await while_the_other_lives(run, w, twin, rng):
+        if await while_the_other_lives(run, w, twin, lease, rng):
             await end_the_other(run, w, rng)
             await once_the_other_is_gone(run, w, twin)
     finally:
@@ -75,9 +77,22 @@ async def twin_worker_id(run: Run, w: ProcWorker, rng: random.Random) -> bool:
     return True
 
 
-async def while_the_other_lives(run: Run, w: ProcWorker, twin: Twin, rng: random.Random) -> bool:
-    """The twin answers, and for a while says 503, conflict 1, and takes nothing."""
+async def while_the_other_lives(
+    run: Run, w: ProcWorker, twin: Twin, lease: bytes | None, rng: random.Random
+) -> bool:
+    """The twin answers, and for a while says 503, conflict 1, and takes nothing, as long as
+    the heartbeat holds the original's ``lease`` token."""
     problem = run.report.problem
+
+    async def lapsed() -> bool:
+        # A blackhole or a Redis restart may let it lapse, and the twin may then rightly take
+        # the id: the heartbeat holds the twin's token then, not the original's.
+        token = await trio.to_thread.run_sync(run.fleet.heartbeat_of, w.worker_id)
+        if lease is None or token != lease:
+            run.report.note(f"twin of {w.worker_id}: the original's heartbeat lapsed")
+            return True
+        return False
+
     with trio.move_on_after(START_S):
         while await get(twin.url + "/live") is None:
             if twin.proc.returncode is not None:
@@ -90,21 +105,20 @@ async def while_the_other_lives(run: Run, w: ProcWorker, twin: Twin, rng: random
     with trio.move_on_after(rng.uniform(1.0, 3.0)):
         while True:
             ready = await get(twin.url + "/ready")
-            # Judged only while the other's heartbeat is fresh (a blackhole or a Redis restart
-            # may let it lapse: the twin may then rightly start).
-            if not await trio.to_thread.run_sync(run.fleet.heartbeat_of, w.worker_id):
-                run.report.note(f"twin of {w.worker_id}: the original's heartbeat lapsed")
+            took = taking(twin)
+            # Judged only after: whatever the twin did, it did while the lease was the other's.
+            if await lapsed():
                 return True
             if ready is not None and ready.status_code != 503:
                 problem(f"twin of {w.worker_id}: /ready {ready.status_code} while the other lives")
                 break
-            if taking(twin):
+            if took:
                 problem(f"twin of {w.worker_id} took votes while the other lives")
                 break
             await trio.sleep(0.1)
     metrics = await get(twin.url + "/metrics")
     value = gauge(metrics.text, "worker_id_conflict") if metrics is not None else None
-    if value != 1:
+    if value != 1 and not await lapsed():
         problem(f"twin of {w.worker_id}: worker_id_conflict {value} while the other lives")
     with trio.move_on_after(5):
         while not conflict_logged(twin, w.worker_id):  # noqa: ASYNC110 (a log file)
