@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import trio_asyncio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.helpers import admin_sql, sql
 from trio_worker.config import Config
@@ -202,3 +204,16 @@ def test_values_are_quoted_for_no_backslash_escapes() -> None:
         "('o''neil','a''','2026-11-29 10:00:00')",
         "('back\\slash','b','2026-11-29 10:00:01')",
     ]
+
+
+_VALUE = st.text(alphabet=st.sampled_from("ab'\\é,()"), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_VALUE, _VALUE, _VALUE), max_size=8))
+def test_the_joined_values_text_is_the_quoted_values_whatever_they_hold(
+    rows: list[tuple[str, str, str]],
+) -> None:
+    """``values_text`` builds the text without quoting when no value holds a quote: a value
+    with one (or several, or only quotes) must still come out quoted."""
+    assert sqltext.values_text(rows) == ",".join(sqltext.values(rows))

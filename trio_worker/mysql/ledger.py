@@ -61,10 +61,10 @@ def packets(ledger: str, rows: Sequence[Row], max_packet: int) -> list[tuple[str
     split over several INSERTs, grouped into as few packets as fit.
     """
     limit = max_packet - min(_PACKET_SLACK, max_packet // 8)
-    votes = sql.values(rows)
-    whole = f"{ledger};{sql.VOTES_INSERT}{','.join(votes)};COMMIT"
+    whole = f"{ledger};{sql.insert_votes(rows)};COMMIT"
     if 4 * len(whole) <= limit or len(whole.encode()) <= limit:
         return [(whole, ["ledger", "rows", "commit"])]
+    votes = sql.values(rows)
     statements: list[tuple[str, str]] = [("ledger", ledger)]
     chunk: list[str] = []
     size = len(sql.VOTES_INSERT)
