@@ -75,8 +75,9 @@ def _queue_handle_inline(self: Any, handle: asyncio.Handle) -> Any:
 def _inline_then(self: Any, first: Callable[[], T]) -> tuple[T, bool]:
     """``first()``, then the callbacks it scheduled, here, if nothing else is pending. Returns
     what ``first`` returned, and whether callbacks were left to the loop's task."""
-    queue = self._q_recv.statistics()
-    if queue.current_buffer_used or not queue.tasks_waiting_receive:
+    # The loop's queue (a trio memory channel) read directly: statistics() builds an object.
+    queue = self._q_recv._state
+    if queue.data or not queue.receive_tasks:
         return first(), True
     pending = _inline[id(self)] = deque()
     try:
