@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class Script:
     name: str
     source: str
 
-    @property
+    @cached_property
     def sha(self) -> str:
         """The SHA1 that ``EVALSHA`` sends (what a fault proxy can match on)."""
         return hashlib.sha1(self.source.encode()).hexdigest()
