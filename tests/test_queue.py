@@ -13,6 +13,7 @@ import trio
 import trio_asyncio
 
 from trio_worker.config import Config
+from trio_worker.errors import RedisUnavailable
 from trio_worker.queue import (
     PREVIEW_BYTES,
     Boundary,
@@ -183,6 +184,40 @@ async def test_a_twin_with_our_worker_id_moves_nothing(config: Config, rds: redi
         assert await twin.beat(30) == 0
         assert (await twin.take(key, 10, append=True)).items == [b"v2"]
         await twin.boundary.aclose()
+
+
+async def test_script_calls_keep_one_connection_and_give_back_the_ones_that_fail(
+    config: Config, rds: redis.Redis
+) -> None:
+    """Scripts run on a connection kept between calls: one in use however many calls, one
+    each for calls at the same time, and none left behind by calls that fail or by a server
+    that closed the kept one while it sat idle (the next call opens a fresh one, no error)."""
+    async with open_queue(config) as queue:
+        pool = queue.boundary.client.connection_pool  # type: ignore[union-attr]
+
+        def in_use() -> int:
+            return len(pool._in_use_connections)
+
+        for _ in range(20):
+            assert await queue.beat(30) == 0
+        assert in_use() == 1
+        async with trio.open_nursery() as nursery:
+            for _ in range(5):
+                nursery.start_soon(queue.beat, 30)
+        assert in_use() == 1
+        # An operator's key of the wrong type: each take fails, and gives its connection back.
+        rds.set(config.vote_queue, "not a list")
+        for n in range(2 * 8):  # twice the pool's size: a leak would exhaust it
+            with pytest.raises(RedisUnavailable, match="WRONGTYPE"):
+                await queue.take(batch_key(queue, n), 1, append=False)
+        assert in_use() == 0
+        rds.delete(config.vote_queue)
+        assert await queue.beat(30) == 0
+        # The server closes the kept connection while it is idle: the next call takes a fresh one.
+        assert rds.client_kill_filter(_type="normal", skipme=True) >= 1
+        await trio.sleep(0.1)  # the loop reads the end of the stream
+        assert await queue.beat(30) == 0
+        assert in_use() == 1
 
 
 @pytest.mark.parametrize(

@@ -216,6 +216,9 @@ class Boundary:
         so does ``rediscover``. Concurrent calls each take a connection of their own.
         """
         conn, self._kept = self._kept, None
+        if conn is not None and not _still_open(conn):
+            await _give_back(pool, conn)
+            conn = None
         if conn is None:
             conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
@@ -226,8 +229,7 @@ class Boundary:
                 await _exchange(conn, ("SCRIPT", "LOAD", script.source))
                 reply = await _exchange(conn, evalsha)
         except BaseException:
-            await conn.disconnect()
-            await pool.release(conn)
+            await _give_back(pool, conn)
             raise
         if self._kept is None:
             self._kept = conn
@@ -239,8 +241,7 @@ class Boundary:
         """Give the kept connection back to the pool, closed."""
         conn, self._kept = self._kept, None
         if conn is not None:
-            await conn.disconnect()
-            await pool.release(conn)
+            await _give_back(pool, conn)
 
     async def round_trip(
         self, commands: Sequence[Sequence[Any]], *, replies: int, key: str | None = None
@@ -277,6 +278,21 @@ class Boundary:
         sentinel = sentinel_of(self.client)
         if sentinel is not None:
             await aio(sentinel.aclose)
+
+
+def _still_open(conn: Any) -> bool:
+    """Whether a kept connection is still open as far as the loop has seen: a server that
+    closed it while it sat idle (a restart, an idle timeout, CLIENT KILL) has fed its reader
+    the end of the stream. The pool checks this (and unread data, which a kept connection never
+    holds: any failure closes it) before lending a connection; so must we."""
+    reader = getattr(conn, "_reader", None)
+    return reader is not None and not reader.at_eof()
+
+
+async def _give_back(pool: aredis.ConnectionPool, conn: Any) -> None:
+    """Close a connection and give it back to its pool, which reopens it when next lent."""
+    await conn.disconnect()
+    await pool.release(conn)
 
 
 async def _exchange(conn: Any, command: Sequence[Any]) -> Any:
