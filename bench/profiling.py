@@ -40,34 +40,44 @@ def read_collapsed(paths: Iterable[Path]) -> Stacks:
     return stacks
 
 
-# Concerns, tried in this order against the whole stack: the first whose marker appears in any
-# frame takes the sample. Specific work first (metrics, parsing, SQL text, the two clients), then
-# the machinery that carries it (the hop, the asyncio loop inside trio-asyncio, Trio itself).
-CONCERNS: list[tuple[str, tuple[str, ...]]] = [
+# Concerns. The work first, tried in this order against the whole stack: the first whose
+# marker appears in any frame takes the sample (metrics, parsing, SQL text, the two clients).
+WORK: list[tuple[str, tuple[str, ...]]] = [
     ("metrics (prometheus_client, vote counts)",
-     ("prometheus_client", "trio_worker/metrics.py", "Batch.vote_counts")),
-    ("parse + checks (orjson, messages, batch)",
-     ("trio_worker/messages.py", "trio_worker/batch.py", "orjson")),
-    ("INSERT text (values_sql, quote)", ("values_sql", "quote (", "_ledger_sql (")),
+     ("prometheus_client", "trio_worker/metrics.py")),
+    ("parse + checks (msgspec, orjson, messages, batch)",
+     ("trio_worker/messages.py", "trio_worker/pipeline/batch.py", "orjson")),
+    ("INSERT text (sql: values_text, insert_ledger)", ("trio_worker/mysql/sql.py",)),
     # the batch's transaction coroutine: asyncmy's Cython is charged to it, and its socket sends
     ("MySQL round trip (asyncmy, socket send)",
-     ("asyncmy", "commit_batch.<locals>.transaction")),
-    ("redis-py + hiredis (asyncio side)", ("redis/", "hiredis")),
+     ("asyncmy", "commit.<locals>.transaction", "trio_worker/mysql/")),
+    ("redis-py + hiredis (asyncio side)",
+     ("redis/", "hiredis", "_exchange (trio_worker/queue/boundary.py)")),
     ("HTTP (hypercorn, quart)", ("hypercorn", "quart", "h11", "werkzeug")),
     ("logging", ("logging/",)),
-    ("trio-asyncio hop (aio_as_trio, run_aio_*, _call_defer)",
-     ("trio_asyncio/_adapter.py", "trio_asyncio/_util.py", "run_aio_", "aio (trio_worker/bridge.py)")),  # noqa: E501
+]  # fmt: skip
+# Then the machinery that carries it, by the innermost frame that belongs to one of them: every
+# stack has Trio's run loop at its root, so "anywhere" would put every other sample under Trio.
+MACHINERY: list[tuple[str, tuple[str, ...]]] = [
+    ("trio-asyncio hop (aio, run_aio_future, loop.start)",
+     ("trio_asyncio/_adapter.py", "trio_asyncio/_util.py", "trio_worker/bridge.py",
+      "start (trio_worker/loop.py)")),
     ("asyncio loop in trio-asyncio (handles, tasks, futures, socket reads)",
-     ("trio_asyncio", "asyncio/")),
-    ("Trio scheduling (run loop, epoll, channels, semaphores)", ("trio/",)),
+     ("trio_asyncio", "asyncio/", "trio_worker/loop.py")),
+    ("Trio scheduling (run loop, epoll, channels, semaphores)", ("trio/", "outcome/", "sniffio")),
     ("worker's own code (pipeline, queue, store)", ("trio_worker/",)),
 ]  # fmt: skip
+CONCERNS = WORK + MACHINERY
 
 
 def concern(stack: tuple[str, ...]) -> str:
-    for name, markers in CONCERNS:
+    for name, markers in WORK:
         if any(m in frame for frame in stack for m in markers):
             return name
+    for frame in reversed(stack):
+        for name, markers in MACHINERY:
+            if any(m in frame for m in markers):
+                return name
     return "other (interpreter, runpy)"
 
 
