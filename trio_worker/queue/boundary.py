@@ -291,8 +291,10 @@ def _still_open(conn: Any) -> bool:
 
 async def _give_back(pool: aredis.ConnectionPool, conn: Any) -> None:
     """Close a connection and give it back to its pool, which reopens it when next lent."""
-    await conn.disconnect()
-    await pool.release(conn)
+    try:
+        await conn.disconnect()
+    finally:
+        await pool.release(conn)
 
 
 async def _exchange(conn: Any, command: Sequence[Any]) -> Any:
