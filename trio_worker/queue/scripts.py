@@ -77,10 +77,6 @@ for i = 5, #KEYS do
 end
 if redis.call('GET', KEYS[4]) ~= ARGV[4] then return -1 end
 local max, preview, budget = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local function cost(item)
-  if #item > max then return preview end
-  return #item
-end
 local items = {}
 if ARGV[3] ~= 'new' then
   if redis.call('EXISTS', KEYS[2]) == 0 then
@@ -90,31 +86,46 @@ if ARGV[3] ~= 'new' then
   end
   if ARGV[3] == 'waited' then items = redis.call('LRANGE', KEYS[2], 0, -1) end
 end
-local used, full = 0, 0
-for i = 1, #items do used = used + cost(items[i]) end
+-- Sizes inline, not through a function per vote; the oversized pass only if one was seen.
+local used, full, oversized = 0, 0, false
+for i = 1, #items do
+  local size = #items[i]
+  if size > max then size, oversized = preview, true end
+  used = used + size
+end
 local want = tonumber(ARGV[1]) - #items
 if want > 0 and used < budget then
   local popped = redis.call(ARGV[2], KEYS[1], want)
   if popped then
-    local keep = #popped
-    for i = 1, #popped do
-      used = used + cost(popped[i])
-      if used > budget and #items + i > 1 then
+    local keep, held = #popped, #items
+    for i = 1, keep do
+      local size = #popped[i]
+      if size > max then size, oversized = preview, true end
+      used = used + size
+      if used > budget and held + i > 1 then
         keep, full = i - 1, 1
         break
       end
     end
     local back = ARGV[2] == 'LPOP' and 'LPUSH' or 'RPUSH'
-    for i = #popped, keep + 1, -1 do redis.call(back, KEYS[1], popped[i]) end
+    for i = #popped, keep + 1, -1 do
+      redis.call(back, KEYS[1], popped[i])
+      popped[i] = nil
+    end
     if keep > 0 then redis.call('RPUSH', KEYS[2], unpack(popped, 1, keep)) end
-    for i = 1, keep do items[#items + 1] = popped[i] end
+    if held == 0 then
+      items = popped
+    else
+      for i = 1, keep do items[held + i] = popped[i] end
+    end
   end
 elseif want > 0 then
   full = 1
 end
 if #items > 0 then redis.call('SADD', KEYS[3], KEYS[2]) end
-local votes, large = guarded(items, max, preview)
-return {votes, redis.call('LLEN', KEYS[1]), large, full}
+local large = {}
+if oversized then items, large = guarded(items, max, preview) end
+return {items, redis.call('LLEN', KEYS[1]), large, full}
 """,
 )
 
