@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_worker.bridge import aio
-from trio_worker.messages import Stamps, _timestamp
+from trio_worker.messages import Stamps, _timestamp, parse, parse_all
 
 iso = st.builds(
     lambda moment, sep, fraction, tail: moment.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + fraction + tail,
@@ -32,11 +33,30 @@ stamp = st.one_of(
 )
 
 
-@given(st.lists(stamp, max_size=20))
+# Numbers equal across types (1 == 1.0 == True), which one dict of what was read must tell apart.
+equal_numbers = st.sampled_from([0, 1, 0.0, 1.0, -1, -1.0, True, False, 2e11, 200_000_000_000])
+
+
+@given(st.lists(stamp | equal_numbers, max_size=20))
 def test_stamps_agree_with_the_plain_parse(values: list[object]) -> None:
     stamps = Stamps()
     for value in values + values:  # the second time from what it remembered
         assert stamps.text(value) == _timestamp(value), value
+
+
+@given(st.lists(stamp | equal_numbers, min_size=1, max_size=20))
+def test_a_batch_reads_each_timestamp_as_its_message_alone_would(values: list[object]) -> None:
+    """parse_all looks a timestamp up among those its batch read already: the same rows and
+    reasons as parsing each message on its own."""
+    raws = [
+        json.dumps({"voter_id": f"v{i}", "vote": "a", "timestamp": v}).encode()
+        for i, v in enumerate(values)
+    ]
+    raws += raws  # the second time from what the batch remembered
+    alone = [parse(raw, "2000-01-01 00:00:00", None) for raw in raws]
+    batch = parse_all(raws, "2000-01-01 00:00:00", None)
+    assert batch.rows == [found for found in alone if isinstance(found, tuple)]
+    assert [reason for _, reason in batch.invalid] == [f for f in alone if isinstance(f, str)]
 
 
 def test_stamps_of_one_second_share_one_parse() -> None:

@@ -87,15 +87,25 @@ _UTC_TAIL = re.compile(r"(?:\.\d{1,6})?(?:Z|[+-]00:?00)?")
 
 class Stamps:
     """Stored timestamps, remembered for one batch: the votes of a batch were mostly cast in
-    the same few seconds, and parsing a timestamp costs more than the rest of a vote."""
+    the same few seconds, and parsing a timestamp costs more than the rest of a vote.
+
+    ``exact`` maps each timestamp read so far, a string or a number as it came, to its text
+    ("" if it can't be read). Producers stamp votes to the second or the millisecond, so most
+    of a busy queue's timestamps repeat one read already, and ``parse_all`` looks them up
+    there first. One not seen yet shares the parse of the others of its second (``_seen``).
+    Numbers equal across types (1 and 1.0) have the same text; a bool, equal to 0 or 1, is
+    never a key."""
 
     def __init__(self) -> None:
-        self._seen: dict[object, str] = {}
+        self.exact: dict[str | int | float, str] = {}
+        self._seen: dict[str | int, str] = {}
 
     def text(self, value: object) -> str | None:
         """``_timestamp(value)``: the same answer, found once per second of time."""
-        if type(value) is str and len(value) >= 19 and _UTC_TAIL.fullmatch(value, 19):
-            key: object = value[:19]  # the rest cannot change the stored value
+        if type(value) is str:
+            # Past the seconds, a UTC tail (a fraction, Z, +00:00) can't change the stored value.
+            utc = len(value) == 19 or (len(value) > 19 and _UTC_TAIL.fullmatch(value, 19))
+            key: str | int = value[:19] if utc else value
         elif type(value) is int or (type(value) is float and 0 <= value < 1e11):
             key = int(value)  # the stored value is truncated to the second
         else:
@@ -103,6 +113,7 @@ class Stamps:
         found = self._seen.get(key)
         if found is None:
             found = self._seen[key] = _timestamp(key) or ""
+        self.exact[value] = found
         return found or None
 
 
@@ -148,6 +159,7 @@ def parse_all(
     out = Parsed()
     rows, invalid = out.rows, out.invalid
     decode, stamps = _decode_vote, Stamps()
+    exact = stamps.exact
     # Not a vote's shape (a ValidationError is a DecodeError), or nested too deep to walk.
     decode_errors = (msgspec.DecodeError, RecursionError)
     for position, raw in enumerate(items):
@@ -160,7 +172,8 @@ def parse_all(
             pass
         else:
             vote, stamp = doc.vote, doc.timestamp
-            text = default_timestamp if stamp is None else stamps.text(stamp)
+            # Most timestamps repeat one read already (``Stamps``; msgspec never gives a bool).
+            text = default_timestamp if stamp is None else (exact.get(stamp) or stamps.text(stamp))
             if choices is not None and vote not in choices:
                 invalid.append((position, VOTE_NOT_ALLOWED))
             elif text is None:
