@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from bench.common import QUEUE, done_progress, progress
+from bench.common import CAST_PER_S, QUEUE, done_progress, progress
 from bench.stores import Stores, push_backlog, reset, servers
 
 CEILING_ROWS_PER_STATEMENT = 5000
@@ -30,10 +30,16 @@ def insert_sql(rows: list[tuple[str, str, str]]) -> str:
 
 
 def ceiling(stores: Stores, n: int, step: int = CEILING_ROWS_PER_STATEMENT) -> dict[str, Any]:
-    """MariaDB's own ingest rate: prebuilt ``step``-row INSERTs, one commit each, one connection."""
+    """MariaDB's own ingest rate: prebuilt ``step``-row INSERTs, one commit each, one connection.
+    The rows' timestamps spread as the bench's backlog's do (``push_backlog``: ``CAST_PER_S``
+    votes a second, until now)."""
     reset(stores, table=True)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
-    rows = [(f"c{i}", "ab"[i & 1], stamp) for i in range(n)]
+    first = time.time() - n / CAST_PER_S
+    stamps = [
+        datetime.fromtimestamp(first + second, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        for second in range(n // CAST_PER_S + 2)
+    ]
+    rows = [(f"c{i}", "ab"[i & 1], stamps[i // CAST_PER_S]) for i in range(n)]
     statements = [insert_sql(rows[i : i + step]) for i in range(0, n, step)]
     del rows
     conn = stores.sql(autocommit=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -31,9 +33,20 @@ def done_progress() -> None:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
 
 
-def vote(voter_id: str, i: int) -> bytes:
-    """One vote as producers send it."""
-    return orjson.dumps({"voter_id": voter_id, "vote": "ab"[i & 1]})
+# A backlog's votes were cast at this rate: ten of them share each millisecond of timestamp.
+CAST_PER_S = int(os.environ.get("BENCH_CAST_PER_S", "10000"))
+
+
+def stamp(seconds: float) -> str:
+    """A moment as front ends write it (JavaScript's ``toISOString``): UTC, milliseconds, Z."""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+
+
+def vote(voter_id: str, i: int, cast_at: float | None = None) -> bytes:
+    """One vote as producers send it, cast at ``cast_at`` (Unix seconds; now by default)."""
+    when = time.time() if cast_at is None else cast_at
+    return orjson.dumps({"voter_id": voter_id, "vote": "ab"[i & 1], "timestamp": stamp(when)})
 
 
 def pct(values: list[float], p: float) -> float:

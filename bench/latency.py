@@ -47,8 +47,8 @@ def _produce(stores: Stores, rate: float, seconds: float, go: Event | None) -> N
     while sent < total:
         due = min(total, int((time.monotonic() - started) * rate) + 1)
         if due > sent:
-            ns = time.monotonic_ns()
-            r.lpush(QUEUE, *[vote(f"{ns}.{i}", i) for i in range(sent, due)])
+            ns, now = time.monotonic_ns(), time.time()
+            r.lpush(QUEUE, *[vote(f"{ns}.{i}", i, now) for i in range(sent, due)])
             sent = due
         time.sleep(0.0005)
     r.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,7 @@ import psutil
 import pymysql
 import redis
 
-from bench.common import DB, QUEUE, done_progress, progress, vote
+from bench.common import CAST_PER_S, DB, QUEUE, done_progress, progress, vote
 
 # The one thing bench takes from the worker package: the votes table's DDL, so that the
 # baselines insert into the same table the worker does.
@@ -77,11 +78,16 @@ def cleanup(stores: Stores) -> None:
 
 
 def push_backlog(stores: Stores, n: int, prefix: str) -> None:
-    """LPUSH ``n`` votes, as producers do, in pipelined chunks."""
+    """LPUSH ``n`` votes, as producers do, in pipelined chunks; they were cast at
+    ``CAST_PER_S`` until now."""
     r = stores.redis()
     chunk = 10_000
+    first = time.time() - n / CAST_PER_S
     for start in range(0, n, chunk):
-        msgs = [vote(f"{prefix}{i}", i) for i in range(start, min(n, start + chunk))]
+        msgs = [
+            vote(f"{prefix}{i}", i, first + i / CAST_PER_S)
+            for i in range(start, min(n, start + chunk))
+        ]
         r.lpush(QUEUE, *msgs)
         progress(f"  pushing backlog: {start + len(msgs):,}/{n:,}")
     done_progress()
