@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_worker.bridge import aio
-from trio_worker.messages import Stamps, _timestamp, parse, parse_all
+from trio_worker.messages import EXACT_MAX, Stamps, _timestamp, parse, parse_all
 
 iso = st.builds(
     lambda moment, sep, fraction, tail: moment.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + fraction + tail,
@@ -64,6 +64,8 @@ def test_stamps_of_one_second_share_one_parse() -> None:
     stamps = Stamps()
     texts = {stamps.text((base + timedelta(microseconds=i)).isoformat()) for i in range(1000)}
     assert texts == {"2026-11-29 10:00:00"}
+    # Timestamps that never repeat are remembered as they came up to a bound, not all.
+    assert len(stamps.exact) == EXACT_MAX < 1000
 
 
 async def test_asyncio_callbacks_run_in_bursts_and_never_starve_trio() -> None:

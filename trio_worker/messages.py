@@ -85,16 +85,20 @@ def _timestamp(value: object) -> str | None:
 _UTC_TAIL = re.compile(r"(?:\.\d{1,6})?(?:Z|[+-]00:?00)?")
 
 
+# The most timestamps a batch remembers as they came: those of a slow producer never repeat.
+EXACT_MAX = 256
+
+
 class Stamps:
     """Stored timestamps, remembered for one batch: the votes of a batch were mostly cast in
     the same few seconds, and parsing a timestamp costs more than the rest of a vote.
 
-    ``exact`` maps each timestamp read so far, a string or a number as it came, to its text
-    ("" if it can't be read). Producers stamp votes to the second or the millisecond, so most
-    of a busy queue's timestamps repeat one read already, and ``parse_all`` looks them up
-    there first. One not seen yet shares the parse of the others of its second (``_seen``).
-    Numbers equal across types (1 and 1.0) have the same text; a bool, equal to 0 or 1, is
-    never a key."""
+    ``exact`` maps timestamps read so far, strings or numbers as they came, to their text ("" if
+    unreadable), up to ``EXACT_MAX`` of them. Producers stamp votes to the second or the
+    millisecond, so at any busy rate most of a batch's timestamps repeat one read already, and
+    ``parse_all`` looks them up there first. One not seen yet shares the parse of the others of
+    its second (``_seen``). Numbers equal across types (1 and 1.0) have the same text; a bool,
+    equal to 0 or 1, is never a key."""
 
     def __init__(self) -> None:
         self.exact: dict[str | int | float, str] = {}
@@ -104,7 +108,7 @@ class Stamps:
         """``_timestamp(value)``: the same answer, found once per second of time."""
         if type(value) is str:
             # Past the seconds, a UTC tail (a fraction, Z, +00:00) can't change the stored value.
-            utc = len(value) == 19 or (len(value) > 19 and _UTC_TAIL.fullmatch(value, 19))
+            utc = len(value) >= 19 and _UTC_TAIL.fullmatch(value, 19)
             key: str | int = value[:19] if utc else value
         elif type(value) is int or (type(value) is float and 0 <= value < 1e11):
             key = int(value)  # the stored value is truncated to the second
@@ -113,7 +117,8 @@ class Stamps:
         found = self._seen.get(key)
         if found is None:
             found = self._seen[key] = _timestamp(key) or ""
-        self.exact[value] = found
+        if len(self.exact) < EXACT_MAX:
+            self.exact[value] = found
         return found or None
 
 
