@@ -184,6 +184,7 @@ def test_long_tail_settings() -> None:
         ("REDIS_WAIT_REPLICAS", "-1"),
         ("REDIS_SENTINELS", "host-without-port"),
         ("REDIS_SENTINELS", "a:1,b:notaport"),
+        ("REDIS_SENTINELS", "a:\u00b2"),  # a digit to str.isdigit, not to int()
         ("MYSQL_SSL_MODE", "ALWAYS"),
         ("REDIS_URL", "http://example.com"),
         ("REDIS_URL", "redis://host:99999"),

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import trio
 import trio_asyncio
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from trio_worker.bridge import aio
@@ -20,7 +20,10 @@ iso = st.builds(
     lambda moment, sep, fraction, tail: moment.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + fraction + tail,
     st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
     st.sampled_from(["T", " ", "t", "x"]),
-    st.sampled_from(["", ".5", ".123456", ".1234567", ",5", ".", ".12a"]),
+    # Digits that are not ASCII (Arabic-Indic, full-width): decimal to a regex, not to a date.
+    st.sampled_from(
+        ["", ".5", ".123456", ".1234567", ",5", ".", ".12a", ".\u0661\u0662", ".\uff15"]
+    ),
     st.sampled_from(["", "Z", "z", "+00:00", "-00:00", "+0000", "+02:00", "-05:30", "+00", "UTC"]),
 )
 stamp = st.one_of(
@@ -38,6 +41,7 @@ equal_numbers = st.sampled_from([0, 1, 0.0, 1.0, -1, -1.0, True, False, 2e11, 20
 
 
 @given(st.lists(stamp | equal_numbers, max_size=20))
+@example(["2027-01-15T08:00:00.\u0661\u0662\u0663Z"])  # a fraction in Arabic-Indic digits
 def test_stamps_agree_with_the_plain_parse(values: list[object]) -> None:
     stamps = Stamps()
     for value in values + values:  # the second time from what it remembered

@@ -82,7 +82,8 @@ def _timestamp(value: object) -> str | None:
 
 
 # What may follow a timestamp's whole seconds and still mean UTC: a fraction, Z, a zero offset.
-_UTC_TAIL = re.compile(r"(?:\.\d{1,6})?(?:Z|[+-]00:?00)?")
+# ASCII digits only: a str pattern's \d also takes other scripts' digits, which no date reads.
+_UTC_TAIL = re.compile(r"(?:\.\d{1,6})?(?:Z|[+-]00:?00)?", re.ASCII)
 
 
 # The most timestamps a batch remembers as they came: those of a slow producer never repeat.

@@ -153,7 +153,7 @@ def _sentinels(env: Env) -> tuple[tuple[str, int], ...]:
     for item in raw.split(","):
         host, sep, port = item.strip().rpartition(":")
         host = host.strip("[]")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not (sep and host and port.isascii() and port.isdigit() and 0 < int(port) < 65536):
             raise ConfigError("REDIS_SENTINELS", "host:port,host:port,...", raw)
         found.append((host, int(port)))
     return tuple(found)
