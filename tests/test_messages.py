@@ -13,8 +13,9 @@ import trio_asyncio
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from trio_worker import messages
 from trio_worker.bridge import aio
-from trio_worker.messages import EXACT_MAX, Stamps, _timestamp, parse, parse_all
+from trio_worker.messages import EXACT_MAX, TAILS_MAX, Stamps, _timestamp, parse, parse_all
 
 iso = st.builds(
     lambda moment, sep, fraction, tail: moment.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + fraction + tail,
@@ -70,6 +71,15 @@ def test_stamps_of_one_second_share_one_parse() -> None:
     assert texts == {"2026-11-29 10:00:00"}
     # Timestamps that never repeat are remembered as they came up to a bound, not all.
     assert len(stamps.exact) == EXACT_MAX < 1000
+
+
+def test_the_tails_remembered_across_batches_are_bounded() -> None:
+    base = datetime(2026, 11, 29, 10, 0, 0, tzinfo=UTC)
+    stamps = Stamps()
+    for i in range(TAILS_MAX + 100):
+        moment = base + timedelta(microseconds=i)
+        assert stamps.text(moment.isoformat()) == _timestamp(moment.isoformat())
+    assert TAILS_MAX // 2 < len(messages._utc_tails) <= TAILS_MAX
 
 
 async def test_asyncio_callbacks_run_in_bursts_and_never_starve_trio() -> None:

@@ -89,6 +89,12 @@ _UTC_TAIL = re.compile(r"(?:\.\d{1,6})?(?:Z|[+-]00:?00)?", re.ASCII)
 # The most timestamps a batch remembers as they came: those of a slow producer never repeat.
 EXACT_MAX = 256
 
+# What follows the seconds of timestamps read so far, and whether it means UTC, for every batch
+# of the process: a producer's millisecond tails (".123Z") recur every second, and a lookup
+# costs a third of a regex match. At most TAILS_MAX of them.
+TAILS_MAX = 4096
+_utc_tails: dict[str, bool] = {}
+
 
 class Stamps:
     """Stored timestamps, remembered for one batch: the votes of a batch were mostly cast in
@@ -109,8 +115,13 @@ class Stamps:
         """``_timestamp(value)``: the same answer, found once per second of time."""
         if type(value) is str:
             # Past the seconds, a UTC tail (a fraction, Z, +00:00) can't change the stored value.
-            utc = len(value) >= 19 and _UTC_TAIL.fullmatch(value, 19)
-            key: str | int = value[:19] if utc else value
+            tail = value[19:]
+            utc = _utc_tails.get(tail)
+            if utc is None:
+                utc = _UTC_TAIL.fullmatch(tail) is not None
+                if len(_utc_tails) < TAILS_MAX:
+                    _utc_tails[tail] = utc
+            key: str | int = value[:19] if utc and len(value) >= 19 else value
         elif type(value) is int or (type(value) is float and 0 <= value < 1e11):
             key = int(value)  # the stored value is truncated to the second
         else:
