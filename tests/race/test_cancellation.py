@@ -32,6 +32,8 @@ pytestmark = [pytest.mark.race, pytest.mark.timeout(120)]
 ROUNDS = 40
 # Of the 20 rounds aimed at a batch in flight, at least this many must have left one.
 MID_BATCH_AT_LEAST = 8
+# Batches' worth of votes queued before an aimed round.
+AIMED_BATCHES = 5
 
 
 async def cancel_one_round(cfg: Config, rds: redis.Redis, rng: random.Random, aimed: bool) -> None:
@@ -68,8 +70,13 @@ async def test_cancelled_at_any_checkpoint_nothing_is_half_done(
     ids: list[str] = []
     cuts: Counter[str] = Counter()
     for round_ in range(ROUNDS):
-        ids += push_votes(rds, config, rng.randint(100, 800), prefix=f"r{round_}-")
         aimed = round_ % 2 == 1
+        count = rng.randint(100, 800)
+        if aimed:
+            # Work for several batches, so the cut can land while one is in flight: a lone
+            # batch is taken, committed and finished within the few ms it takes to see it.
+            count = max(count, AIMED_BATCHES * cfg.batch_size)
+        ids += push_votes(rds, config, count, prefix=f"r{round_}-")
         await cancel_one_round(cfg, rds, rng, aimed)
         in_flight, committed = what_the_cut_left(rds, cfg)
         if in_flight:
