@@ -61,6 +61,9 @@ INSERT_VOTES = Pattern("INSERT INTO votes", b"INSERT INTO votes")
 INSERT_LEDGER = Pattern("INSERT INTO vote_batches", b"INSERT INTO vote_batches")
 REDIS_PATTERNS = (TAKE, FINISH, CLAIM, BLMOVE, SADD)
 MYSQL_PATTERNS = (COMMIT, INSERT_VOTES, INSERT_LEDGER)
+# Sent with every batch, so a busy worker sends them within a second; the others only at
+# moments of their own (a claim, an empty queue, a new in-flight list).
+EVERY_BATCH = (TAKE, FINISH, *MYSQL_PATTERNS)
 # What a worker sends when it takes votes or someone else's batch: the take script (its sha,
 # and the pop it is given), BLMOVE, reading an in-flight list, the claim script.
 TAKING = (TAKE.data, b"RPOP", b"LPOP", BLMOVE.data, b"LRANGE", CLAIM.data)
