@@ -23,8 +23,11 @@ import pytest
 import redis
 import trio
 
+from tests import leaks
 from trio_worker import service
 from trio_worker.config import Config, from_env
+
+leaks.install()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
