@@ -4,14 +4,18 @@ a fall-back to plain text when TLS was asked for, never a secret)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pymysql
 import pytest
 import redis
+import trio
+import trio_asyncio
 
 from tests.conftest import Services, wait_until
+from tests.faults import FaultProxy
 from tests.infra.conftest import (
     MYSQL_PASSWORD,
     TLSMariaDB,
@@ -23,6 +27,7 @@ from tests.infra.conftest import (
 )
 from tests.infra.pki import PKI
 from trio_worker.config import from_env
+from trio_worker.mysql.connection import Connection
 
 
 def redis_of(services: Services) -> dict[str, str]:
@@ -276,3 +281,28 @@ async def test_a_worker_refused_by_mysql_tls_says_503_and_logs_why(
         assert MYSQL_PASSWORD not in answer.text
     worker.stop.set()
     await wait_until(lambda: bool(worker.exit_status), what="the worker to stop")
+
+
+async def test_a_hard_close_over_tls_closes_the_socket_even_if_the_server_cannot_answer(
+    tls_mariadb: TLSMariaDB, pki: PKI, services: Services, tag: str, nursery: trio.Nursery
+) -> None:
+    """A TLS close sends close_notify and, by asyncio's rules, keeps the socket until the
+    server answers. A connection the worker gives up on (or closes as it stops) must not wait
+    for that: the loop may end first, leaving the socket open for the garbage collector. So,
+    with the server unreachable behind a black hole, the socket is closed all the same."""
+    proxy = FaultProxy("127.0.0.1", tls_mariadb.port)
+    port = await nursery.start(proxy.serve)
+    tls = {"MYSQL_SSL_MODE": "REQUIRED"}
+    env = {**worker_env(tag), **redis_of(services), **mysql_env(tls_mariadb, "tls_user", **tls)}
+    config = replace(from_env(env), mysql_host="127.0.0.1", mysql_port=port)
+    async with trio_asyncio.open_loop():
+        conn = Connection(config)
+        await conn.open(database=False)
+        raw = conn._raw  # the driver's own socket is what is checked
+        assert raw._transport.get_extra_info("cipher"), "not TLS"
+        sock = raw._transport.get_extra_info("socket")
+        proxy.set_blackhole(True)
+        conn.close()
+        await trio.sleep(0.2)  # the loop runs on; the server's close_notify never comes
+        assert sock.fileno() == -1, "the socket is still open, waiting for the server"
+    proxy.set_blackhole(False)

@@ -117,7 +117,7 @@ class Connection:
             # server has a session for us, which the next connection kills.
             if greeted and getattr(greeted[0], "server_thread_id", None):
                 self._abandoned = Abandoned(int(greeted[0].server_thread_id[0]), None)
-                greeted[0].close()
+                _hard_close(greeted[0])
             raise
         self._session_id = int(self._raw.server_thread_id[0])
         self._last_used = time.monotonic()
@@ -182,7 +182,7 @@ class Connection:
         """A hard close: no QUIT round trip that could hang on a dead peer."""
         raw, self._raw = self._raw, None
         if raw is not None:
-            raw.close()
+            _hard_close(raw)
 
     def abandon(self) -> None:
         """Close after a failure: the server may still hold the session (and its locks), so
@@ -241,3 +241,15 @@ class Connection:
             return
         with contextlib.suppress(MySQLUnavailable):
             await self.run(lambda raw: raw.rollback())
+
+
+def _hard_close(raw: Any) -> None:
+    """Close the driver's connection at once, TLS or not.
+
+    The driver's own ``close`` closes its transport, which over TLS first sends close_notify
+    and keeps the socket until the server answers: a loop that ends before then (the worker
+    stopping) leaves the socket open for the garbage collector. ``abort`` closes it now."""
+    transport = getattr(raw, "_transport", None)
+    if transport is not None:
+        transport.abort()
+    raw.close()
