@@ -2,8 +2,8 @@
 
 The garbage collector finds such a socket late, in whatever test runs then, and its
 ``ResourceWarning`` (an error under ``-X dev`` and pytest) names only the socket. So each asyncio
-socket transport notes the code that opened it (this project's frames, and the library frame
-that called into the loop); one collected while still open prints that note to stderr, which
+socket transport notes the code that opened it (this project's frames, and the library's
+below them); one collected while still open prints that note to stderr, which
 pytest shows beside the warning. Tracemalloc would tell the same for every allocation, at many
 times the cost.
 """
@@ -16,6 +16,7 @@ from asyncio import selector_events
 from typing import Any
 
 _OURS = ("/trio_worker/", "/tests/")
+LIBRARY_FRAMES = 12
 
 
 def _opened_by() -> str:
@@ -23,9 +24,8 @@ def _opened_by() -> str:
     ours = [f for f in frames if any(p in f.filename for p in _OURS)]
     last = ours[-1] if ours else None
     shown = ours[-12:]
-    if last is not None:  # the library call that opened it, just past our last frame
-        after = frames[frames.index(last) + 1 : frames.index(last) + 2]
-        shown += after
+    if last is not None:  # the library calls that opened it, past our last frame
+        shown += frames[frames.index(last) + 1 :][:LIBRARY_FRAMES]
     return "".join(traceback.format_list(shown))
 
 
