@@ -11,7 +11,10 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 import redis
+import redis.asyncio as aredis
+import redis.exceptions as rex
 import trio
 
 from tests.conftest import wait_until
@@ -304,3 +307,33 @@ async def test_a_row_mysql_refuses_is_dead_lettered_and_the_rest_stored(
     assert envelope["reason"] == "rejected_by_database"
     assert envelope["message"].encode() == emoji
     assert sorted(r[0] for r in sql(config, "SELECT voter_id FROM votes")) == ["p2", "plain"]
+
+
+async def test_a_redis_close_that_fails_at_the_end_is_logged_not_a_crash(
+    config: Config,
+    rds: redis.Redis,
+    start_worker: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Closing the Redis connections is the last thing a stopping worker does, after every
+    vote is stored: redis-py raises if one of them does not close in time. That is worth a
+    warning, not a traceback and a failed exit after a clean drain."""
+    closing = aredis.Redis.aclose
+
+    async def close_then_fail(self: aredis.Redis, *args: Any, **kwargs: Any) -> None:
+        await closing(self, *args, **kwargs)
+        raise rex.TimeoutError("Timed out closing connection after 5")
+
+    monkeypatch.setattr(aredis.Redis, "aclose", close_then_fail)
+    worker = await start_worker(config)
+    ids = push_votes(rds, config, 300)
+    await wait_until(lambda: row_count(config) == len(ids), what="every vote stored")
+    worker.stop.set()
+    await wait_until(lambda: bool(worker.exit_status), what="the drain")
+    assert worker.exit_status == [0]
+    assert any(
+        r.getMessage() == "closing the Redis connections failed"
+        and "timed out" in getattr(r, "error", "")
+        for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]

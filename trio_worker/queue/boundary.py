@@ -274,10 +274,21 @@ class Boundary:
         return await self.call(exchange)
 
     async def aclose(self) -> None:
-        await aio(self.client.aclose)
+        """Close every connection: behind Sentinel the Sentinels' clients first (a few
+        connections, which the client's opened to find the primary), then the client's, even
+        if closing the first failed. A failure is a ``RedisUnavailable``."""
         sentinel = sentinel_of(self.client)
-        if sentinel is not None:
-            await aio(sentinel.aclose)
+        try:
+            try:
+                if sentinel is not None:
+                    await aio(sentinel.aclose)
+            finally:
+                await aio(self.client.aclose)
+        except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
+            mapped = unavailable(exc, self.address)
+            if mapped is None:
+                raise
+            raise mapped from exc
 
 
 def _still_open(conn: Any) -> bool:
