@@ -1,8 +1,9 @@
 """The one hop from Trio into the asyncio libraries (redis-py, asyncmy).
 
 Both client libraries are asyncio-only; they run on the single trio-asyncio loop that
-``service.run`` (or an operator command) opens. Every call goes through ``aio``; each store's
-boundary maps what comes back to the domain's errors (``trio_worker.errors``).
+``service.run`` (or an operator command) opens with ``loop.open_loop``. Every call goes through
+``aio``; each store's boundary maps what comes back to the domain's errors
+(``trio_worker.errors``).
 """
 
 from __future__ import annotations
@@ -12,18 +13,22 @@ from typing import Any, ParamSpec, TypeVar
 
 import trio_asyncio
 
-from trio_worker import loop
+from trio_worker.loop import FastLoop
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
 async def aio(fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-    """Await an asyncio coroutine function from Trio (``trio_asyncio.aio_as_trio``: ``fn`` is
-    called in an asyncio task, cancelled when the caller is), its first step taken at once."""
-    future = loop.start(trio_asyncio.current_loop.get(), _call(fn, args, kwargs))
-    result: T = await trio_asyncio.run_aio_future(future)
-    return result
+    """Await an asyncio coroutine function from Trio (``fn`` runs in an asyncio task, cancelled
+    when the caller is); on a ``FastLoop`` its first step is taken at once."""
+    loop = trio_asyncio.current_loop.get()
+    coro = _call(fn, args, kwargs)
+    if type(loop) is FastLoop:
+        result: T = await trio_asyncio.run_aio_future(loop.start(coro))
+        return result
+    stock: T = await loop.run_aio_coroutine(coro)
+    return stock
 
 
 async def _call(fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any) -> T:

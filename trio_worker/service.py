@@ -31,13 +31,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import trio
-import trio_asyncio
 
+from trio_worker import compat
 from trio_worker.config import Config
 from trio_worker.errors import RedisUnavailable
 from trio_worker.heartbeat import CLEANUP_S, Heartbeat, Lease
 from trio_worker.http import Probes, create_app, serve_http
 from trio_worker.liveness import SLACK_S, Liveness
+from trio_worker.loop import open_loop
 from trio_worker.metrics import Metrics
 from trio_worker.mysql.clock import ServerClock
 from trio_worker.mysql.connection import Connection
@@ -153,7 +154,8 @@ async def _run(
     status = Status.for_metrics(metrics)
     drained = trio.Event()
     finished = trio.Event()
-    async with trio_asyncio.open_loop():
+    compat.report()
+    async with open_loop(fast_path=config.trio_asyncio_fast_path):
         boundary = Boundary.open(config, block_s=BLOCK_S)
         queue = RedisQueue(boundary, config, token=secrets.token_hex(8))
         lease = Lease()

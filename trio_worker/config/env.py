@@ -76,6 +76,7 @@ def read(env: Env) -> Config:
         log_format="text"
         if env.choice("LOG_FORMAT", default_format, ("json", "text")) == "text"
         else "json",
+        trio_asyncio_fast_path=env.flag("TRIO_ASYNCIO_FAST_PATH", True),
     )
 
 

@@ -75,6 +75,7 @@ class Config:
     dead_letter_queue: str = "votes:dead"
     log_level: str = "info"
     log_format: Literal["json", "text"] = "json"
+    trio_asyncio_fast_path: bool = True
 
     @property
     def redis_address(self) -> str:

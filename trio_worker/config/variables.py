@@ -42,6 +42,12 @@ GENERAL = (
     Variable("PORT", "8080", "HTTP port"),
     Variable("LOG_LEVEL", "info", "debug, info, warning, error or critical"),
     Variable("LOG_FORMAT", "json (text on a terminal)", "json or text"),
+    Variable(
+        "TRIO_ASYNCIO_FAST_PATH",
+        "true",
+        "run trio-asyncio's callbacks in fewer Trio steps (only on a trio-asyncio release it was"
+        " verified on; otherwise, or when false, the stock loop runs and one line says why)",
+    ),
 )
 
 REDIS = (

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import trio
-import trio_asyncio
 
 from trio_worker.config import Config
+from trio_worker.loop import open_loop
 from trio_worker.mysql.connection import Connection
 from trio_worker.queue import Boundary, QueueAdmin
 
@@ -19,7 +19,7 @@ async def open_queue(config: Config) -> AsyncIterator[QueueAdmin]:
 
     MySQL connections (``open_mysql``) must be opened inside this block: they share the loop.
     """
-    async with trio_asyncio.open_loop():
+    async with open_loop(fast_path=config.trio_asyncio_fast_path):
         boundary = Boundary.open(config, block_s=0)
         try:
             yield QueueAdmin(boundary, config)
