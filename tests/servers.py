@@ -123,6 +123,8 @@ class RedisServer(Server):
     password: str | None = None
     unix_socket: Path | None = None
     client_tls: dict[str, Any] = field(default_factory=dict)
+    binary: str = "redis-server"  # another release's (``tests.old_redis``)
+    protocol: int = 3  # of the tests' own client: 2 for a Redis before 6 (no HELLO)
 
     def command(self) -> list[str]:
         listen = ["--port", str(self.port)]
@@ -144,7 +146,7 @@ class RedisServer(Server):
         if self.unix_socket is not None:
             listen += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "700"]
         return [
-            "redis-server",
+            self.binary,
             *listen,
             "--bind",
             "127.0.0.1",
@@ -176,6 +178,7 @@ class RedisServer(Server):
             "password": self.password,
             "socket_timeout": 5,
             "socket_connect_timeout": 2,
+            "protocol": self.protocol,
         }
         if self.tls is not None:
             settings.update(ssl=True, ssl_check_hostname=False, **self.client_tls)

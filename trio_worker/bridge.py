@@ -33,26 +33,3 @@ async def aio(fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwarg
 
 async def _call(fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any) -> T:
     return await fn(*args, **kwargs)
-
-
-def describe(exc: BaseException) -> str:
-    """A short, secret-free reason for a store error ("connection refused", "timed out")."""
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    cause = exc.__cause__ or exc.__context__
-    if cause is not None and cause is not exc and isinstance(cause, OSError):
-        return describe(cause)
-    if len(exc.args) == 2 and isinstance(exc.args[0], int) and isinstance(exc.args[1], str):
-        text = exc.args[1].strip()  # a driver's (code, message): the code is reported apart
-    else:
-        text = str(exc).strip() or type(exc).__name__
-    lowered = text.lower()
-    if "refused" in lowered:
-        return "connection refused"
-    if "timeout" in lowered or "timed out" in lowered:
-        return "timed out"
-    return text.splitlines()[0][:200]

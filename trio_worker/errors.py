@@ -14,10 +14,18 @@ class StoreUnavailable(Exception):
 
     store = "store"
 
-    def __init__(self, address: str, reason: str) -> None:
+    def __init__(
+        self, address: str, reason: str, *, kind: str = "unavailable", writes_refused: bool = False
+    ) -> None:
         super().__init__(f"{self.store} at {address}: {reason}")
         self.address = address
         self.reason = reason
+        # What kind of failure (the store's boundary names them): an outage is logged when it
+        # begins and when its kind changes, not when its text does.
+        self.kind = kind
+        # The store answers, reads included, but refuses writes (out of memory, too few
+        # replicas, a read-only replica): it is down until a write succeeds again.
+        self.writes_refused = writes_refused
 
 
 class RedisUnavailable(StoreUnavailable):

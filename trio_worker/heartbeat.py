@@ -78,8 +78,9 @@ class Heartbeat:
         deleted (if ours), so that other workers take over what we leave at once."""
         period = period_s(self.config.heartbeat_ttl_s)
         try:
+            await retry(self.status.redis, self.queue.check_server)
             while not self.lease.held:
-                await retry(self.status.redis, self._beat)
+                await retry(self.status.redis, self._beat, writes=True)
                 if not self.lease.held:
                     await trio.sleep(period)
             task_status.started()
@@ -97,7 +98,7 @@ class Heartbeat:
                 except RedisUnavailable as exc:
                     self.status.redis.failed(exc)
                 else:
-                    self.status.redis.succeeded()
+                    self.status.redis.succeeded(wrote=True)
         finally:
             self.live.forget("heartbeat")
             self.metrics.ready.set(0)

@@ -54,28 +54,46 @@ class StoreHealth:
     """One store as the pipeline sees it: up, down, or not yet known (at start).
 
     ``errors`` is the exception type that means "this store can't do it now"; ``counter`` is
-    the store's error metric.
+    the store's error metric. A store that refuses writes but answers reads (``writes_refused``)
+    stays down until a write succeeds (``succeeded(wrote=True)``): reads that succeed meanwhile
+    must not make it look healthy, or ``/ready`` would flap.
     """
 
     name: str
     errors: type[StoreUnavailable]
     counter: Counter
-    ok: bool | None = None
+    answered: bool | None = None  # the last call's outcome; None before the first
+    refusing_writes: bool = False
     last_error: str = ""
+    last_kind: str = ""
+
+    @property
+    def ok(self) -> bool | None:
+        """Up (True), down (False), or not yet known (None)."""
+        if self.answered is None:
+            return None
+        return self.answered and not self.refusing_writes
 
     def failed(self, exc: StoreUnavailable) -> None:
-        """Flag the store down and count the error; log when it goes down, and when the reason
-        changes (a dropped table, then a refused CREATE), not at every retry."""
-        if self.ok is not False or str(exc) != self.last_error:
-            log.warning("%s unavailable", self.name, extra={"error": str(exc)})
-        self.ok = False
+        """Flag the store down and count the error; log when it goes down, and when the kind of
+        failure changes (a dropped table, then a refused CREATE), not at every retry."""
+        if self.ok is not False or exc.kind != self.last_kind:
+            log.warning("%s unavailable", self.name, extra={"error": str(exc), "kind": exc.kind})
+        self.answered = False
+        self.refusing_writes = self.refusing_writes or exc.writes_refused
         self.last_error = str(exc)
+        self.last_kind = exc.kind
         self.counter.inc()
 
-    def succeeded(self) -> None:
-        if self.ok is False:
+    def succeeded(self, *, wrote: bool = False) -> None:
+        """A call succeeded; ``wrote``: one that writes, which a store refusing writes refuses."""
+        was = self.ok
+        self.answered = True
+        if wrote:
+            self.refusing_writes = False
+        if was is False and self.ok:
             log.info("%s available again", self.name)
-        self.ok = True
+            self.last_kind = ""
 
 
 async def retry(
@@ -83,9 +101,11 @@ async def retry(
     operation: Callable[[], Awaitable[T]],
     *,
     step: Callable[[], object] | None = None,
+    writes: bool = False,
 ) -> T:
     """Run ``operation`` until it succeeds, through any number of ``health.errors``;
-    ``step()`` before each attempt (a task proving it still makes progress)."""
+    ``step()`` before each attempt (a task proving it still makes progress). ``writes``: the
+    operation always writes, so its success shows the store takes writes again."""
     backoff: Backoff | None = None  # made on the first failure (its Random seeds from urandom)
     while True:
         if step is not None:
@@ -97,5 +117,5 @@ async def retry(
             backoff = Backoff() if backoff is None else backoff
             await backoff.sleep()
             continue
-        health.succeeded()
+        health.succeeded(wrote=writes)
         return result

@@ -25,8 +25,8 @@ from enum import IntEnum
 
 import asyncmy.errors
 
-from trio_worker.bridge import describe
 from trio_worker.errors import MySQLUnavailable
+from trio_worker.failures import describe
 
 
 class Code(IntEnum):
@@ -140,8 +140,10 @@ def mysql_errors(address: str) -> Iterator[None]:
             or code in CONNECTION_CODES
             or Code.CLIENT_FIRST <= code <= Code.CLIENT_LAST
         ):
-            raise MySQLUnavailable(address, describe(exc)) from exc
+            raise MySQLUnavailable(address, describe(exc), kind="connection") from exc
         # The server refused: its code tells the operator what (e.g. 1142, a revoked right).
-        raise MySQLUnavailable(address, f"{describe(exc)} (error {code})") from exc
+        raise MySQLUnavailable(
+            address, f"{describe(exc)} (error {code})", kind=f"error {code}"
+        ) from exc
     except (OSError, EOFError) as exc:
-        raise MySQLUnavailable(address, describe(exc)) from exc
+        raise MySQLUnavailable(address, describe(exc), kind="connection") from exc

@@ -111,7 +111,9 @@ class Connection:
                 except MySQLUnavailable as exc:
                     raise login.failure(self.config, exc) from exc.__cause__
             if scope.cancelled_caught:
-                raise MySQLUnavailable(self.address, "timed out while connecting")
+                raise MySQLUnavailable(
+                    self.address, "timed out while connecting", kind="connection"
+                )
         except BaseException:
             # Given up after the greeting (e.g. frozen at the driver's own set-up): the
             # server has a session for us, which the next connection kills.
@@ -215,7 +217,7 @@ class Connection:
             raise
         assert scope.cancelled_caught
         self.abandon()
-        raise MySQLUnavailable(self.address, f"no answer within {timeout:g} s")
+        raise MySQLUnavailable(self.address, f"no answer within {timeout:g} s", kind="connection")
 
     async def execute(self, sql: str) -> list[tuple[Any, ...]]:
         """Run one statement; return its rows (none for a statement that returns none)."""

@@ -14,16 +14,14 @@ import asyncmy.connection
 import asyncmy.errors
 from asyncmy.constants import CLIENT
 
-from trio_worker import tls
+from trio_worker import compat, failures, tls
 from trio_worker.config import Config
 from trio_worker.errors import MySQLUnavailable
 from trio_worker.mysql.codes import code_of
 
 CONNECT_TIMEOUT_S = 5
-# The client's error codes the connect step raises itself.
-_ACCESS_DENIED = 1045
+# The client's error code for a TLS connection that can't be made.
 _CR_SSL_CONNECTION_ERROR = 2026
-_CR_SERVER_LOST = 2013
 
 # asyncmy's stubs leave out the handshake's internals that ``_Session`` reads.
 _AsyncmyConnection: Any = asyncmy.connection.Connection
@@ -63,7 +61,10 @@ def connect_options(config: Config, *, database: bool) -> dict[str, Any]:
     picked up; ``PREFERRED``'s optional TLS is added by ``_Session`` once the server's greeting
     offers it (given to asyncmy here, it would be attempted whatever the server)."""
     c = config
-    mandatory = c.mysql_ssl_mode not in ("DISABLED", "PREFERRED")
+    mode = c.mysql_ssl_mode
+    mandatory = mode not in ("DISABLED", "PREFERRED") or (
+        mode == "PREFERRED" and not c.mysql_unix_socket and not _greeting_decides()
+    )
     return {
         "host": c.mysql_host,
         "port": c.mysql_port,
@@ -84,26 +85,22 @@ def session(config: Config, database: bool) -> Any:
     """On the asyncio loop: the driver's connection, not connected yet."""
     raw = _Session(**connect_options(config, database=database))
     if config.mysql_ssl_mode == "PREFERRED":
-        raw.preferred_tls = tls.mysql_context(config)  # None over a Unix socket
+        context = tls.mysql_context(config)  # None over a Unix socket
+        if _greeting_decides():
+            raw.preferred_tls = context
     return raw
 
 
+def _greeting_decides() -> bool:
+    """Whether ``_Session`` can decide on PREFERRED's TLS from the server's greeting; where the
+    installed asyncmy lacks the step it overrides (``compat``), PREFERRED asks for TLS always."""
+    return compat.present(compat.ASYNCMY_AUTHENTICATION)
+
+
 def failure(config: Config, exc: MySQLUnavailable) -> MySQLUnavailable:
-    """A failed connect, said plainly: the certificate problem, or what else to look at."""
+    """A failed connect, said plainly (``failures.mysql_login``)."""
     cause = exc.__cause__ or exc
-    reason = tls.describe_failure(cause, tls.MYSQL)
-    if reason is not None:
-        return MySQLUnavailable(exc.address, reason)
-    code = code_of(cause)
-    if code == _ACCESS_DENIED and config.mysql_ssl_cert is None:
-        return MySQLUnavailable(
-            exc.address,
-            f"{exc.reason}: a wrong user or password, or an account that requires TLS or a"
-            " client certificate (MYSQL_SSL_MODE, MYSQL_SSL_CERT)",
-        )
-    if code == _CR_SERVER_LOST and config.mysql_ssl_cert is not None:
-        return MySQLUnavailable(
-            exc.address,
-            f"{exc.reason}: did the server refuse our client certificate? (MYSQL_SSL_CERT)",
-        )
-    return exc
+    reason = failures.mysql_login(
+        exc.reason, cause, code_of(cause), client_cert=config.mysql_ssl_cert is not None
+    )
+    return exc if reason == exc.reason else MySQLUnavailable(exc.address, reason, kind=exc.kind)

@@ -17,7 +17,7 @@ from trio_worker.mysql.connection import Connection
 from trio_worker.mysql.schema import database_exists
 from trio_worker.ops.stores import open_mysql, open_queue
 from trio_worker.queue import QueueAdmin
-from trio_worker.queue.client import Session, session
+from trio_worker.queue.wire import Session
 
 CHECK_TIMEOUT_S = 10.0
 
@@ -68,8 +68,7 @@ async def check(config: Config, report: Report) -> bool:
 
 async def _redis_session(queue: QueueAdmin) -> Session:
     await queue.ping()
-    boundary = queue.boundary
-    return await boundary.call(session, boundary.client, queue.keys.queue)
+    return await queue.boundary.session(queue.keys.queue)
 
 
 def _redis_hint(config: Config, reason: str) -> str:

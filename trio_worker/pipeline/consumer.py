@@ -30,7 +30,7 @@ from trio_worker.queue import (
     LostOwnership,
     Taken,
 )
-from trio_worker.retry import retry
+from trio_worker.retry import Backoff, retry
 
 log = logging.getLogger("trio_worker.consumer")
 
@@ -81,6 +81,8 @@ class Consumer(Task):
         self.permits = permits
         self.lease = lease
         self.now_ms = now_ms  # the MySQL server's clock, for batch ids
+        self._backoff = Backoff()
+        self.pause_s = 0.0  # how long to wait before the next take (after a failed one)
 
     async def run(
         self,
@@ -113,6 +115,11 @@ class Consumer(Task):
                     raise
                 if batch is None:
                     permit.release()
+                    pause, self.pause_s = self.pause_s, 0.0
+                    if pause:
+                        self.live.idle("consumer")  # backing off is not hanging
+                        with trio.move_on_after(pause):
+                            await stop.wait()
                     continue
                 batch.permit = permit
                 self.metrics.inflight.inc(batch.size)
@@ -134,12 +141,13 @@ class Consumer(Task):
         self.holdings.hold(key)
         try:
             items = await self._take_all(key)
-        except (LostOwnership, LeaseLost) as exc:
-            # Taken over while we were paused, or our worker id is another process's now:
-            # the list is theirs to finish.
-            log.warning(
-                "batch given up while filling", extra={"batch_id": batch_id, "why": repr(exc)}
-            )
+            self._backoff.reset()
+        except LostOwnership:
+            # Taken over while we were paused: the list is the claimer's to finish.
+            log.warning("batch given up while filling: taken over", extra={"batch_id": batch_id})
+            items = []
+        except LeaseLost:
+            self._lease_lost(batch_id)
             items = []
         except RedisUnavailable as exc:
             self.status.redis.failed(exc)
@@ -147,11 +155,27 @@ class Consumer(Task):
             try:
                 items = await retry(self.status.redis, lambda: self.queue.read(key), step=step)
             except LeaseLost:
+                self._lease_lost(batch_id)
                 items = []
+            # A take that keeps failing while reads succeed (a Redis that refuses writes) must
+            # not spin: the next take waits.
+            self.pause_s = self._backoff.next_delay()
         if not items:
             self.holdings.release(key)
             return None
         return prepare(batch_id, key, items, datetime.now(UTC), self.config, self.queue.keys)
+
+    def _lease_lost(self, batch_id: str) -> None:
+        """Our heartbeat no longer holds our token: another live process holds our worker id,
+        or the key vanished (a Redis restarted without its data). Take nothing until the
+        heartbeat holds the lease again (at its next beat, if the key is free)."""
+        if self.lease.held:
+            log.warning(
+                "worker id lease lost while filling a batch: taking nothing until the heartbeat"
+                " holds it again",
+                extra={"batch_id": batch_id},
+            )
+        self.lease.lose()
 
     async def _take_all(self, key: str) -> list[Item]:
         c, queue, dropping = self.config, self.queue, self.holdings.dropping

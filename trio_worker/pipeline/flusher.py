@@ -93,7 +93,9 @@ class Flushers(Task):
         async with receive:
             async for batch in receive:
                 step()
-                await retry(self.status.mysql, partial(self._commit, conn, batch), step=step)
+                await retry(
+                    self.status.mysql, partial(self._commit, conn, batch), step=step, writes=True
+                )
                 self.metrics.inflight.dec(batch.size)
                 self.metrics.batch_size.observe(batch.size)
                 self.metrics.vote_process_duration.observe(time.perf_counter() - batch.taken_at)

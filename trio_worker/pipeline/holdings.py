@@ -16,13 +16,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from trio_worker.errors import RedisUnavailable
-from trio_worker.pipeline.batch import Batch
 from trio_worker.queue import LeaseLost, LostOwnership, Taken
 from trio_worker.retry import StoreHealth, retry
 
 
 class Dropper(Protocol):
     async def drop(self, keys: Sequence[str]) -> None: ...
+
+
+class Settled(Protocol):
+    """What ``settle`` reads of a committed batch."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def dead(self) -> Sequence[bytes]: ...
 
 
 class Holdings:
@@ -42,7 +51,7 @@ class Holdings:
         """The list is gone (finished, dropped, or found empty): nothing stands for it now."""
         self._held.discard(key)
 
-    def settle(self, batch: Batch) -> bool:
+    def settle(self, batch: Settled) -> bool:
         """Call once ``batch`` is committed. True: finish it now (it has dead letters, or no
         take is coming to drop its list). False: the next take drops its list."""
         if batch.dead or not self.queued:

@@ -9,7 +9,6 @@ retry, knowing what each command did (the in-flight list is the truth).
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aredis
@@ -17,7 +16,6 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
-from redis.exceptions import ResponseError, SlotNotCoveredError
 
 from trio_worker.config import Config
 
@@ -96,10 +94,6 @@ def connect(config: Config) -> Client:
     )
 
 
-def is_cluster(client: Client) -> bool:
-    return isinstance(client, RedisCluster)
-
-
 def sentinel_of(client: Client) -> Sentinel | None:
     """The Sentinel manager behind a client from ``master_for``, if any."""
     if isinstance(client, RedisCluster):
@@ -109,75 +103,3 @@ def sentinel_of(client: Client) -> Sentinel | None:
         manager: Sentinel = pool.sentinel_manager
         return manager
     return None
-
-
-@dataclass(frozen=True)
-class Session:
-    """How one connection reached Redis, for ``trio-worker check`` (never a secret)."""
-
-    server: str  # the address it reached: the primary Sentinel named, the slot's node
-    user: str  # as the server sees it (ACL WHOAMI)
-    tls: str | None  # "TLSv1.3 TLS_AES_256_GCM_SHA384", or None for plain text
-    replicas: int  # replicas connected to that server
-    cluster_node: bool  # the server is a Redis Cluster node
-
-
-async def session(client: Client, key: str) -> Session:
-    """On the asyncio loop: open (or take) a connection where ``key`` lives and ask it."""
-    if isinstance(client, RedisCluster):
-        await client.initialize()
-        node = client.get_node_from_key(key)
-        if node is None:
-            raise SlotNotCoveredError(f"no node serves the slot of {key!r}")
-        conn = node.acquire_connection()
-        try:
-            return await _ask(conn)
-        except BaseException:
-            await conn.disconnect()
-            raise
-        finally:
-            node.release(conn)
-    pool = client.connection_pool
-    pooled = await pool.get_connection()  # type: ignore[no-untyped-call]
-    try:
-        return await _ask(pooled)
-    except BaseException:
-        await pooled.disconnect()
-        raise
-    finally:
-        await pool.release(pooled)
-
-
-async def _ask(conn: Any) -> Session:
-    commands = [("ACL", "WHOAMI"), ("INFO", "replication"), ("INFO", "cluster")]
-    await conn.send_packed_command(conn.pack_commands(commands))
-    user: Any
-    try:
-        user = await conn.read_response()
-    except ResponseError:  # before Redis 6, or an ACL user without the right
-        user = None
-    replication = _info(await conn.read_response())
-    cluster = _info(await conn.read_response())
-    sslobj = None
-    writer = getattr(conn, "_writer", None)  # redis-py keeps the stream here
-    if writer is not None:
-        sslobj = writer.get_extra_info("ssl_object")
-    tls = None
-    if sslobj is not None:
-        cipher = sslobj.cipher()
-        tls = f"{sslobj.version()} {cipher[0]}" if cipher else str(sslobj.version())
-    where = f"unix:{conn.path}" if getattr(conn, "path", None) else f"{conn.host}:{conn.port}"
-    return Session(
-        server=where,
-        user=user.decode() if isinstance(user, bytes) else str(user or "default"),
-        tls=tls,
-        replicas=int(replication.get("connected_slaves", "0")),
-        cluster_node=cluster.get("cluster_enabled") == "1",
-    )
-
-
-def _info(reply: Any) -> dict[str, str]:
-    text = reply.decode() if isinstance(reply, bytes) else str(reply)
-    return dict(
-        line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#")
-    )

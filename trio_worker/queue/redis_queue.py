@@ -18,7 +18,9 @@ from trio_worker.errors import RedisUnavailable
 from trio_worker.messages import moment
 from trio_worker.queue import scripts
 from trio_worker.queue.boundary import Boundary
+from trio_worker.queue.errors import Kind
 from trio_worker.queue.keys import Keys
+from trio_worker.queue.wire import info
 
 # Most votes one script call moves: Lua's unpack() stops near 8000 values, and a short script
 # keeps Redis responsive for everyone else.
@@ -29,6 +31,8 @@ TAKE_CHUNK = 1000
 BATCH_BYTES = 8 << 20
 # How much of an oversized message the worker reads (for the dead letter's preview).
 PREVIEW_BYTES = 256
+# The oldest Redis the worker runs on: RPOP with a count, BLMOVE and LMOVE came in 6.2.
+MIN_VERSION = (6, 2)
 # With REDIS_WAIT_REPLICAS: how long one take waits for its replicas (WAIT's timeout), and how
 # long the marker it writes lives.
 WAIT_TIMEOUT_MS = 1000
@@ -95,6 +99,27 @@ class RedisQueue:
 
     async def ping(self) -> None:
         await self.boundary.call(self._client.ping)
+
+    async def check_server(self) -> None:
+        """Whether the server is one the worker runs on (Redis ``MIN_VERSION`` or later): a
+        ``RedisUnavailable`` that says so if not. An account not allowed INFO is let through:
+        the first command the server lacks then says it (``Kind.TOO_OLD``)."""
+        try:
+            reply = await self.boundary.call(self._client.info, "server")
+        except RedisUnavailable as exc:
+            if exc.kind != Kind.NO_PERMISSION:
+                raise
+            return
+        version = info(reply).get("redis_version", "")
+        numbers = tuple(int(n) for n in version.split(".")[:2] if n.isascii() and n.isdigit())
+        if len(numbers) == 2 and numbers < MIN_VERSION:
+            needed = ".".join(map(str, MIN_VERSION))
+            raise RedisUnavailable(
+                self.address,
+                f"Redis {version}: the worker needs Redis {needed} or later (RPOP with a"
+                " count, BLMOVE, LMOVE)",
+                kind=Kind.TOO_OLD,
+            )
 
     def _take_call(
         self, key: str, count: int, mode: str, budget: int, drop: Sequence[str]
