@@ -33,7 +33,7 @@ def test_defaults_match_the_contract() -> None:
         "0.0.0.0",
         8080,
     )
-    assert c.batch_size == 1000
+    assert c.batch_size == 2000
     assert c.flush_interval_s == pytest.approx(0.020)
     assert c.heartbeat_ttl_s == 15
     assert c.shutdown_timeout_s == 25

@@ -58,7 +58,7 @@ def read(env: Env) -> Config:
         mysql_read_timeout_s=env.seconds("MYSQL_READ_TIMEOUT_S", 30.0, at_least=1),
         http_host=env.text("HOST", "0.0.0.0"),
         http_port=env.integer("PORT", 8080, low=0, high=65535),
-        batch_size=env.integer("BATCH_SIZE", 1000, low=1, high=100_000),
+        batch_size=env.integer("BATCH_SIZE", 2000, low=1, high=100_000),
         flush_interval_s=env.seconds("FLUSH_INTERVAL_MS", 0.020, scale=0.001, zero=True),
         max_message_bytes=env.integer("MAX_MESSAGE_BYTES", 65536, low=low, high=high),
         worker_id=worker_id,

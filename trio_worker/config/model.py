@@ -63,7 +63,7 @@ class Config:
     # The worker
     http_host: str = "0.0.0.0"
     http_port: int = 8080
-    batch_size: int = 1000
+    batch_size: int = 2000
     flush_interval_s: float = 0.020
     max_message_bytes: int = 65536
     worker_id: str = "worker"

@@ -27,7 +27,7 @@ GENERAL = (
     ),
     Variable("DEAD_LETTER_QUEUE", "<VOTE_QUEUE>:dead", "where invalid messages go"),
     Variable("VOTE_CHOICES", "unset", "comma-separated allow-list of votes"),
-    Variable("BATCH_SIZE", "1000", "most votes committed in one MySQL transaction"),
+    Variable("BATCH_SIZE", "2000", "most votes committed in one MySQL transaction"),
     Variable("FLUSH_INTERVAL_MS", "20", "longest a vote waits for its batch to fill"),
     Variable("MAX_MESSAGE_BYTES", "65536", "longer messages are dead-lettered as too_large"),
     Variable("WORKER_ID", "host name + random", "this process's identity (A-Z a-z 0-9 _ . -)"),
