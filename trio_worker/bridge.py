@@ -13,22 +13,15 @@ from typing import Any, ParamSpec, TypeVar
 
 import trio_asyncio
 
-from trio_worker.loop import FastLoop
-
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
 async def aio(fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """Await an asyncio coroutine function from Trio (``fn`` runs in an asyncio task, cancelled
-    when the caller is); on a ``FastLoop`` its first step is taken at once."""
-    loop = trio_asyncio.current_loop.get()
-    coro = _call(fn, args, kwargs)
-    if type(loop) is FastLoop:
-        result: T = await trio_asyncio.run_aio_future(loop.start(coro))
-        return result
-    stock: T = await loop.run_aio_coroutine(coro)
-    return stock
+    when the caller is); on a ``loop.FastLoop`` its first step is taken at once."""
+    result: T = await trio_asyncio.current_loop.get().run_aio_coroutine(_call(fn, args, kwargs))
+    return result
 
 
 async def _call(fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any) -> T:

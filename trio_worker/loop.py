@@ -58,6 +58,7 @@ _LOOP_METHODS = (
     "synchronize",
     "_check_closed",
     "_check_callback",
+    "run_aio_coroutine",
 )
 _QUEUE_STATE = ("data", "receive_tasks")
 _HANDLE_ATTRIBUTES = ("_run", "_cancelled")
@@ -135,6 +136,12 @@ class FastLoop(trio_asyncio.TrioEventLoop):  # type: ignore[misc]
             coro.close()  # never awaited
             raise
         return future
+
+    async def run_aio_coroutine(self, coro: Coroutine[Any, Any, T]) -> T:
+        """trio-asyncio's entry from Trio into asyncio (``aio_as_trio`` and the like), its first
+        step taken at once where ``start`` can."""
+        result: T = await trio_asyncio.run_aio_future(self.start(coro))
+        return result
 
     async def _io_task(
         self, fd: int, handle: Any, wait_ready: Callable[[int], Awaitable[None]]
