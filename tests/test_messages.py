@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from trio_worker import messages
-from trio_worker.messages import EXACT_MAX, TAILS_MAX, Stamps, _timestamp, parse, parse_all
+from trio_worker.messages import parse, parse_all
+from trio_worker.messages import stamps as stamp_module
+from trio_worker.messages.stamps import EXACT_MAX, TAILS_MAX, Stamps, _timestamp
 
 iso = st.builds(
     lambda moment, sep, fraction, tail: moment.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + fraction + tail,
@@ -73,4 +74,4 @@ def test_the_tails_remembered_across_batches_are_bounded() -> None:
     for i in range(TAILS_MAX + 100):
         moment = base + timedelta(microseconds=i)
         assert stamps.text(moment.isoformat()) == _timestamp(moment.isoformat())
-    assert TAILS_MAX // 2 < len(messages._utc_tails) <= TAILS_MAX
+    assert TAILS_MAX // 2 < len(stamp_module._utc_tails) <= TAILS_MAX

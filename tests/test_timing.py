@@ -8,12 +8,14 @@ from dataclasses import replace
 
 import pytest
 import trio
+import trio.testing
 
 from trio_worker.config import from_env
-from trio_worker.heartbeat import Lease, period_s
 from trio_worker.liveness import Liveness
 from trio_worker.metrics import Metrics
+from trio_worker.periodic import every
 from trio_worker.pipeline import BLOCK_S, Consumer, Holdings, Permits
+from trio_worker.pipeline.heartbeat import Lease, period_s
 from trio_worker.pipeline.shared import Shared
 from trio_worker.queue import BATCH_BYTES, Item, Keys, Taken
 from trio_worker.retry import Backoff
@@ -153,3 +155,37 @@ async def test_backoff_is_capped_exponential_with_jitter(autojump_clock: trio.ab
 def test_heartbeat_period_is_a_third_of_the_ttl_at_most_a_second() -> None:
     assert period_s(15) == 1.0
     assert period_s(1.5) == pytest.approx(0.5)
+
+
+async def test_periodic_work_runs_now_then_on_deadlines_that_do_not_drift(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    done = trio.Event()
+    start = trio.current_time()
+    seen: list[float] = []
+    async for _ in every(1.0, done):
+        seen.append(trio.current_time() - start)
+        if len(seen) == 2:
+            await trio.sleep(0.3)  # the work's own time: the next deadline stays put
+        if len(seen) == 4:
+            await trio.sleep(2.5)  # overran a deadline: again at once, periods count from then
+        if len(seen) == 6:
+            done.set()
+    assert seen == pytest.approx([0.0, 1.0, 2.0, 3.0, 5.5, 6.5])
+
+
+async def test_periodic_work_stops_at_once_when_done(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    done = trio.Event()
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+
+        async def finish_soon() -> None:
+            await trio.sleep(0.25)
+            done.set()
+
+        nursery.start_soon(finish_soon)
+        async for _ in every(10.0, done):
+            pass
+    assert trio.current_time() - start == pytest.approx(0.25)

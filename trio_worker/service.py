@@ -1,11 +1,14 @@
 """The service: the one function that owns the root nursery.
 
     run(config)
-    └── trio-asyncio loop (redis-py and asyncmy live on it)
+    └── trio-asyncio loop (redis-py and asyncmy live on it; ``loop.open_loop``)
         └── root nursery
-            ├── signals      SIGTERM/SIGINT → stop (a second signal: stop without draining)
+            ├── signals      SIGTERM/SIGINT → stop (a repeat within 1 s is the same request;
+            │                a later one: stop without draining)
             ├── http         Quart-Trio app on Hypercorn, until ``finished``
-            ├── heartbeat    <queue>:worker:<id> with a TTL, queue depth gauge
+            ├── heartbeat    <queue>:worker:<id> with a TTL: the lease on our worker id; the
+            │                queue's depth and age for the metrics
+            ├── pruner       the ledger's rows older than LEDGER_RETENTION_S
             ├── flushers     channel → MySQL (ledger + rows, one transaction) → finish in Redis
             ├── recovery     stopped workers' batches → channel
             └── consumer     Redis → in-flight list → channel
@@ -35,7 +38,6 @@ import trio
 from trio_worker import compat
 from trio_worker.config import Config
 from trio_worker.errors import RedisUnavailable
-from trio_worker.heartbeat import CLEANUP_S, Heartbeat, Lease
 from trio_worker.http import Probes, create_app, serve_http
 from trio_worker.liveness import SLACK_S, Liveness
 from trio_worker.loop import open_loop
@@ -44,6 +46,7 @@ from trio_worker.mysql.clock import ServerClock
 from trio_worker.mysql.connection import Connection
 from trio_worker.pipeline import BLOCK_S, FLUSHERS, Consumer, Flushers, Holdings, Permits, Recovery
 from trio_worker.pipeline.batch import Batch
+from trio_worker.pipeline.heartbeat import CLEANUP_S, Heartbeat, Lease
 from trio_worker.pipeline.pruner import Pruner
 from trio_worker.pipeline.shared import Shared
 from trio_worker.queue import Boundary, RedisQueue

@@ -17,8 +17,8 @@ from typing import Protocol
 import trio
 
 from trio_worker.errors import RedisUnavailable
-from trio_worker.heartbeat import Lease
 from trio_worker.pipeline.batch import Batch, BatchIds, prepare
+from trio_worker.pipeline.heartbeat import Lease
 from trio_worker.pipeline.permits import Permits
 from trio_worker.pipeline.shared import Shared, Task
 from trio_worker.queue import (

@@ -18,6 +18,7 @@ from trio_worker.mysql import ledger
 from trio_worker.mysql.clock import ServerClock
 from trio_worker.mysql.connection import Connection
 from trio_worker.mysql.schema import open_with_schema
+from trio_worker.periodic import every
 from trio_worker.pipeline.shared import Shared, Task
 from trio_worker.queue import RedisQueue
 from trio_worker.retry import retry
@@ -44,8 +45,7 @@ class Pruner(Task):
         try:
             await retry(self.status.mysql, lambda: self._open(conn))
             task_status.started()
-            deadline = trio.current_time()
-            while not done.is_set():
+            async for _ in every(period, done):
                 self.live.busy("pruner")
                 try:
                     await self.prune(conn)
@@ -53,9 +53,6 @@ class Pruner(Task):
                     # The stores' own tasks report the outage; the next period tries again.
                     log.info("pruning skipped", extra={"error": str(exc)})
                 self.live.idle("pruner")
-                deadline = max(deadline + period, trio.current_time())
-                with trio.move_on_at(deadline):
-                    await done.wait()
         finally:
             self.live.forget("pruner")
             conn.close()

@@ -1,6 +1,6 @@
 """Recovery: finishing in-flight lists that no running batch stands for.
 
-Every ``HEARTBEAT_TTL_S / 3`` it looks at the registry of in-flight lists and sends a batch to
+Every third of ``HEARTBEAT_TTL_S`` it looks at the registry of in-flight lists and sends a batch to
 the flushers for each list that is
 
 - a stopped worker's (its heartbeat expired): claimed first, by an atomic rename to our name
@@ -19,8 +19,9 @@ from functools import partial
 
 import trio
 
-from trio_worker.heartbeat import Lease
+from trio_worker.periodic import every
 from trio_worker.pipeline.batch import Batch, prepare, started_at
+from trio_worker.pipeline.heartbeat import Lease, third_of
 from trio_worker.pipeline.permits import Permits
 from trio_worker.pipeline.shared import Shared, Task
 from trio_worker.queue import LeaseLost, RedisQueue
@@ -44,18 +45,13 @@ class Recovery(Task):
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """A recovery pass now and every TTL/3 until ``stop``; then close the channel."""
-        period = max(self.config.heartbeat_ttl_s / 3, 0.2)
         async with send:
             task_status.started()
-            deadline = trio.current_time()
             step = partial(self.live.busy, "recovery")
-            while not stop.is_set():
+            async for _ in every(third_of(self.config.heartbeat_ttl_s), stop):
                 if self.lease.held:  # a twin holds our worker id: its lists are its own
                     await retry(self.status.redis, lambda: self.recover(send), step=step)
                 self.live.idle("recovery")
-                deadline = max(deadline + period, trio.current_time())
-                with trio.move_on_at(deadline):
-                    await stop.wait()
             self.live.forget("recovery")
 
     async def recover(self, send: trio.MemorySendChannel[Batch]) -> None:

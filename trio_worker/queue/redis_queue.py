@@ -20,6 +20,7 @@ from trio_worker.queue import scripts
 from trio_worker.queue.boundary import Boundary
 from trio_worker.queue.errors import Kind
 from trio_worker.queue.keys import Keys
+from trio_worker.queue.replicas import Replicas
 from trio_worker.queue.wire import info
 
 # Most votes one script call moves: Lua's unpack() stops near 8000 values, and a short script
@@ -33,10 +34,6 @@ BATCH_BYTES = 8 << 20
 PREVIEW_BYTES = 256
 # The oldest Redis the worker runs on: RPOP with a count, BLMOVE and LMOVE came in 6.2.
 MIN_VERSION = (6, 2)
-# With REDIS_WAIT_REPLICAS: how long one take waits for its replicas (WAIT's timeout), and how
-# long the marker it writes lives.
-WAIT_TIMEOUT_MS = 1000
-_MARK_TTL_MS = 60_000
 
 
 class LostOwnership(Exception):
@@ -86,8 +83,7 @@ class RedisQueue:
         self.max_bytes = config.max_message_bytes
         self._pop = "LPOP" if config.consume_from == "left" else "RPOP"
         self._end = "LEFT" if config.consume_from == "left" else "RIGHT"
-        self._replicas = config.redis_wait_replicas
-        self._mark = f"{self.keys.queue}:wait:{self.worker_id}"
+        self._replicas = Replicas(boundary, self.keys, self.worker_id, config.redis_wait_replicas)
 
     @property
     def _client(self) -> Any:
@@ -152,13 +148,13 @@ class RedisQueue:
         atomic call, whatever else happens.
         """
         keys, args = self._take_call(key, count, "append" if append else "new", budget, drop)
-        if not self._replicas:
+        if not self._replicas.wanted:
             return self._taken(await self.boundary.run(scripts.TAKE, keys, args), key)
-        (result,), acked = await self._replicated(
+        (result,), acked = await self._replicas.exchange(
             [("EVAL", scripts.TAKE.source, len(keys), *keys, *args)], replies=1
         )
         taken = self._taken(result, key)
-        await self._check_replicas(acked, bool(taken.items))
+        await self._replicas.check(acked, bool(taken.items))
         return taken
 
     async def wait_take(
@@ -179,12 +175,12 @@ class RedisQueue:
             ("BLMOVE", self.keys.queue, key, self._end, "RIGHT", timeout_s),
             ("EVAL", scripts.TAKE.source, len(keys), *keys, *args),
         ]
-        if not self._replicas:
+        if not self._replicas.wanted:
             replies = await self.boundary.round_trip(commands, replies=2)
             return self._taken(replies[1], key)
-        (_, result), acked = await self._replicated(commands, replies=2)
+        (_, result), acked = await self._replicas.exchange(commands, replies=2)
         taken = self._taken(result, key)
-        await self._check_replicas(acked, bool(taken.items))
+        await self._replicas.check(acked, bool(taken.items))
         return taken
 
     async def read(self, key: str) -> list[Item]:
@@ -193,54 +189,18 @@ class RedisQueue:
         keys = [key, self.keys.registry, self._beat_key]
         args = [self.token, self.max_bytes, PREVIEW_BYTES]
         acked = 0
-        if not self._replicas:
+        if not self._replicas.wanted:
             result = await self.boundary.run(scripts.READ, keys, args)
         else:
-            (result,), acked = await self._replicated(
+            (result,), acked = await self._replicas.exchange(
                 [("EVAL", scripts.READ.source, len(keys), *keys, *args)], replies=1
             )
         if result == -1:
             raise LeaseLost(key)
         votes, large = result
-        if self._replicas:
-            await self._check_replicas(acked, bool(votes))
+        if self._replicas.wanted:
+            await self._replicas.check(acked, bool(votes))
         return _items(votes, large)
-
-    async def _replicated(
-        self, commands: Sequence[tuple[Any, ...]], *, replies: int
-    ) -> tuple[list[Any], int]:
-        """``commands``, then a write that always replicates, then ``WAIT``: one round trip on
-        one connection. Returns the commands' replies and how many replicas acknowledged.
-
-        ``WAIT`` counts the replication offset of its own connection's last write, and a script
-        that changed nothing (or a ``BLMOVE`` served after blocking) may not move it; the marker
-        ``SET`` always does. Replication is one ordered stream, so a replica that has the marker
-        has everything the primary did before it: this take, and any take of the same list on
-        another connection (a re-read after a lost reply covers the lost take too).
-        """
-        packet = [
-            *commands,
-            ("SET", self._mark, 1, "PX", _MARK_TTL_MS),
-            ("WAIT", self._replicas, WAIT_TIMEOUT_MS),
-        ]
-        out = await self.boundary.round_trip(packet, replies=replies + 2, key=self.keys.queue)
-        return out[:replies], int(out[-1])
-
-    async def _check_replicas(self, acked: int, holding: bool) -> None:
-        """A batch is committed only once its votes' move reached ``REDIS_WAIT_REPLICAS``
-        replicas: else a failover could hand them back to the queue after the commit.
-
-        Too few replicas may also mean this server is no longer the primary (a failover left it
-        behind, its replicas gone to the new one): the client finds the primary again before
-        the caller's retry."""
-        if acked < self._replicas:
-            await self.boundary.rediscover()
-        if holding and acked < self._replicas:
-            raise RedisUnavailable(
-                self.address,
-                f"the take reached {acked} of {self._replicas} replicas within"
-                f" {WAIT_TIMEOUT_MS} ms (REDIS_WAIT_REPLICAS); not committed until it does",
-            )
 
     async def finish(
         self, key: str, envelopes: list[bytes], originals: Sequence[tuple[int, str]] = ()
@@ -284,9 +244,6 @@ class RedisQueue:
         """Take over ``key`` as ``new_key`` if its owner's heartbeat is gone (and ours is ours)."""
         keys = [key, new_key, self.keys.registry, self.keys.heartbeat(owner), self._beat_key]
         return int(await self.boundary.run(scripts.CLAIM, keys, [self.token])) == 1
-
-    async def unregister(self, key: str) -> None:
-        await self.boundary.call(self._client.srem, self.keys.registry, key)
 
     async def depth(self) -> int:
         return int(await self.boundary.call(self._client.llen, self.keys.queue))

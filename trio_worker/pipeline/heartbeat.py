@@ -18,6 +18,7 @@ from trio_worker.config import Config
 from trio_worker.errors import RedisUnavailable
 from trio_worker.liveness import Liveness
 from trio_worker.metrics import Metrics
+from trio_worker.periodic import every
 from trio_worker.queue import RedisQueue
 from trio_worker.retry import retry
 from trio_worker.status import Status
@@ -28,9 +29,19 @@ log = logging.getLogger("trio_worker.heartbeat")
 CLEANUP_S = 3.0
 
 
+# The queue's depth and age are sampled with each beat: at least once a second.
+SAMPLE_S = 1.0
+
+
+def third_of(ttl_s: float) -> float:
+    """A third of the heartbeat's TTL: a missed beat or two never looks like death, and a
+    stopped worker's lists are taken over within TTL + TTL/3 (``recovery``)."""
+    return ttl_s / 3
+
+
 def period_s(ttl_s: float) -> float:
-    """Beat three times per TTL (a missed beat or two never looks like death), at most 1/s."""
-    return min(1.0, ttl_s / 3)
+    """Beat three times per TTL, and at least every ``SAMPLE_S``."""
+    return min(SAMPLE_S, third_of(ttl_s))
 
 
 class Lease:
@@ -84,15 +95,9 @@ class Heartbeat:
                 if not self.lease.held:
                     await trio.sleep(period)
             task_status.started()
-            deadline = trio.current_time()
-            while not done.is_set():
+            async for _ in every(period, done):
                 self.live.busy("heartbeat")
                 self.metrics.ready.set(1 if self.status.ready else 0)
-                # sleep_until a deadline, so the period doesn't drift with each beat's time.
-                deadline = max(deadline + period, trio.current_time())
-                with trio.move_on_at(deadline):
-                    await done.wait()
-                    break
                 try:
                     await self._beat()
                 except RedisUnavailable as exc:
