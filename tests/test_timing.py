@@ -13,7 +13,7 @@ import trio.testing
 from trio_worker.config import from_env
 from trio_worker.liveness import Liveness
 from trio_worker.metrics import Metrics
-from trio_worker.periodic import every
+from trio_worker.periodic import Every
 from trio_worker.pipeline import BLOCK_S, Consumer, Holdings, Permits
 from trio_worker.pipeline.heartbeat import Lease, period_s
 from trio_worker.pipeline.shared import Shared
@@ -163,7 +163,8 @@ async def test_periodic_work_runs_now_then_on_deadlines_that_do_not_drift(
     done = trio.Event()
     start = trio.current_time()
     seen: list[float] = []
-    async for _ in every(1.0, done):
+    ticks = Every(1.0, done)
+    while await ticks.next():
         seen.append(trio.current_time() - start)
         if len(seen) == 2:
             await trio.sleep(0.3)  # the work's own time: the next deadline stays put
@@ -186,6 +187,7 @@ async def test_periodic_work_stops_at_once_when_done(
             done.set()
 
         nursery.start_soon(finish_soon)
-        async for _ in every(10.0, done):
+        ticks = Every(10.0, done)
+        while await ticks.next():
             pass
     assert trio.current_time() - start == pytest.approx(0.25)

@@ -3,17 +3,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import trio
 
 
-async def every(period_s: float, done: trio.Event) -> AsyncIterator[None]:
-    """Yield now, then once per ``period_s`` (measured from the last deadline, or from now if
-    the work overran it), until ``done`` is set; ``done`` ends the wait at once."""
-    deadline = trio.current_time()
-    while not done.is_set():
-        yield
-        deadline = max(deadline + period_s, trio.current_time())
-        with trio.move_on_at(deadline):
-            await done.wait()
+class Every:
+    """``ticks = Every(period_s, done)``, then ``while await ticks.next(): work()``: the work
+    runs now, then once per ``period_s`` (counted from the last deadline, or from now if the
+    work overran it), until ``done`` is set, which ends the wait at once."""
+
+    def __init__(self, period_s: float, done: trio.Event) -> None:
+        self._period_s = period_s
+        self._done = done
+        self._deadline: float | None = None
+
+    async def next(self) -> bool:
+        """Wait for the next run (the first: no wait); False once ``done`` is set."""
+        if self._deadline is None:
+            self._deadline = trio.current_time()
+            await trio.lowlevel.checkpoint()
+        else:
+            self._deadline = max(self._deadline + self._period_s, trio.current_time())
+            with trio.move_on_at(self._deadline):
+                await self._done.wait()
+        return not self._done.is_set()

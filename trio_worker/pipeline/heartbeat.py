@@ -18,7 +18,7 @@ from trio_worker.config import Config
 from trio_worker.errors import RedisUnavailable
 from trio_worker.liveness import Liveness
 from trio_worker.metrics import Metrics
-from trio_worker.periodic import every
+from trio_worker.periodic import Every
 from trio_worker.queue import RedisQueue
 from trio_worker.retry import retry
 from trio_worker.status import Status
@@ -95,7 +95,8 @@ class Heartbeat:
                 if not self.lease.held:
                     await trio.sleep(period)
             task_status.started()
-            async for _ in every(period, done):
+            ticks = Every(period, done)
+            while await ticks.next():
                 self.live.busy("heartbeat")
                 self.metrics.ready.set(1 if self.status.ready else 0)
                 try:

@@ -18,7 +18,7 @@ from trio_worker.mysql import ledger
 from trio_worker.mysql.clock import ServerClock
 from trio_worker.mysql.connection import Connection
 from trio_worker.mysql.schema import open_with_schema
-from trio_worker.periodic import every
+from trio_worker.periodic import Every
 from trio_worker.pipeline.shared import Shared, Task
 from trio_worker.queue import RedisQueue
 from trio_worker.retry import retry
@@ -45,7 +45,8 @@ class Pruner(Task):
         try:
             await retry(self.status.mysql, lambda: self._open(conn))
             task_status.started()
-            async for _ in every(period, done):
+            ticks = Every(period, done)
+            while await ticks.next():
                 self.live.busy("pruner")
                 try:
                     await self.prune(conn)

@@ -19,7 +19,7 @@ from functools import partial
 
 import trio
 
-from trio_worker.periodic import every
+from trio_worker.periodic import Every
 from trio_worker.pipeline.batch import Batch, prepare, started_at
 from trio_worker.pipeline.heartbeat import Lease, third_of
 from trio_worker.pipeline.permits import Permits
@@ -48,7 +48,8 @@ class Recovery(Task):
         async with send:
             task_status.started()
             step = partial(self.live.busy, "recovery")
-            async for _ in every(third_of(self.config.heartbeat_ttl_s), stop):
+            ticks = Every(third_of(self.config.heartbeat_ttl_s), stop)
+            while await ticks.next():
                 if self.lease.held:  # a twin holds our worker id: its lists are its own
                     await retry(self.status.redis, lambda: self.recover(send), step=step)
                 self.live.idle("recovery")
