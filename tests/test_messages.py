@@ -13,17 +13,31 @@ from trio_worker.messages import stamps as stamp_module
 from trio_worker.messages.stamps import EXACT_MAX, TAILS_MAX, Stamps, _timestamp
 
 iso = st.builds(
-    lambda moment, sep, fraction, tail: moment.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + fraction + tail,
+    lambda moment, sep, precision, fraction, tail: (
+        moment.strftime(f"%Y-%m-%d{sep}{precision}") + fraction + tail
+    ),
     st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
     st.sampled_from(["T", " ", "t", "x"]),
+    # Seconds, minutes, hours only, and a week date's time.
+    st.sampled_from(["%H:%M:%S", "%H:%M", "%H", "%H%M%S", "%H:%M:%S:%S"]),
     # Digits that are not ASCII (Arabic-Indic, full-width): decimal to a regex, not to a date.
     st.sampled_from(
         ["", ".5", ".123456", ".1234567", ",5", ".", ".12a", ".\u0661\u0662", ".\uff15"]
     ),
-    st.sampled_from(["", "Z", "z", "+00:00", "-00:00", "+0000", "+02:00", "-05:30", "+00", "UTC"]),
+    st.sampled_from(
+        [
+            *("", "Z", "z", "+00:00", "-00:00", "+0000", "+02:00", "-05:30", "+00", "UTC"),
+            # Odd offsets, and offsets after offsets.
+            *("+01", "-05", "+01Z", "+01.5", "-05+00:00", "+01:00Z", "+00:00:00", "+01:30:15"),
+            *("-00", "+0530", "+00:00.5", "Z+00:00", "+24:00", "-23:59"),
+        ]
+    ),
 )
+# A float whose fraction rounds up to the next second at the microsecond.
+carrying = st.builds(lambda s: s + 0.9999996, st.integers(min_value=0, max_value=10**10))
 stamp = st.one_of(
     iso,
+    carrying,
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=40),

@@ -49,6 +49,10 @@ def _timestamp(value: object) -> str | None:
 _UTC_TAIL = re.compile(r"(?:\.\d{1,6})?(?:Z|[+-]00:?00)?", re.ASCII)
 
 
+# datetime.fromtimestamp rounds a float's fraction to the microsecond, half to even: one that
+# rounds to a whole million carries into the next second, which is then not its integer part.
+_MICROSECONDS = 1_000_000
+
 # The most timestamps a batch remembers as they came: those of a slow producer never repeat.
 EXACT_MAX = 256
 
@@ -77,15 +81,26 @@ class Stamps:
     def text(self, value: object) -> str | None:
         """``_timestamp(value)``: the same answer, found once per second of time."""
         if type(value) is str:
-            # Past the seconds, a UTC tail (a fraction, Z, +00:00) can't change the stored value.
-            tail = value[19:]
-            utc = _utc_tails.get(tail)
-            if utc is None:
-                utc = _UTC_TAIL.fullmatch(tail) is not None
-                if len(_utc_tails) < TAILS_MAX:
-                    _utc_tails[tail] = utc
-            key: str | int = value[:19] if utc and len(value) >= 19 else value
-        elif type(value) is int or (type(value) is float and 0 <= value < 1e11):
+            key: str | int = value
+            # Past whole seconds (HH:MM:SS at [11:19]), a UTC tail (a fraction, Z, +00:00) can't
+            # change the stored value. Only then: a shorter time ("08:00+01Z") would make [:19]
+            # take an offset's digits for the seconds.
+            if len(value) >= 19 and value[13] == ":" == value[16]:
+                tail = value[19:]
+                utc = _utc_tails.get(tail)
+                if utc is None:
+                    utc = _UTC_TAIL.fullmatch(tail) is not None
+                    if len(_utc_tails) < TAILS_MAX:
+                        _utc_tails[tail] = utc
+                if utc:
+                    key = value[:19]
+        elif type(value) is int:
+            key = value
+        elif (
+            type(value) is float
+            and 0 <= value < 1e11
+            and round(value % 1 * _MICROSECONDS) < _MICROSECONDS
+        ):
             key = int(value)  # the stored value is truncated to the second
         else:
             return _timestamp(value)
