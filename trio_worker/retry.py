@@ -9,6 +9,7 @@ again; the first success flags the store healthy again.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -62,6 +63,9 @@ class StoreHealth:
     counter: Counter
     ok: bool | None = None
     last_error: str = ""
+    # When a task last reported on the store (Trio's clock): the store watch asks a store
+    # nobody has reported on for a while (trio_worker.watch).
+    reported_at: float = -math.inf
 
     def failed(self, exc: StoreUnavailable) -> None:
         """Flag the store down and count the error; log when it goes down, and when the reason
@@ -70,12 +74,14 @@ class StoreHealth:
             log.warning("%s unavailable", self.name, extra={"error": str(exc)})
         self.ok = False
         self.last_error = str(exc)
+        self.reported_at = trio.current_time()
         self.counter.inc()
 
     def succeeded(self) -> None:
         if self.ok is False:
             log.info("%s available again", self.name)
         self.ok = True
+        self.reported_at = trio.current_time()
 
 
 async def retry(

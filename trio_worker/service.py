@@ -5,6 +5,7 @@
         └── root nursery
             ├── signals      SIGTERM/SIGINT → stop (a second signal: stop without draining)
             ├── http         Quart-Trio app on Hypercorn, until ``finished``
+            ├── watch        asks a store no task has reported on lately (/ready, store_up)
             ├── heartbeat    <queue>:worker:<id> with a TTL, queue depth gauge
             ├── flushers     channel → MySQL (ledger + rows, one transaction) → finish in Redis
             ├── recovery     stopped workers' batches → channel
@@ -47,6 +48,8 @@ from trio_worker.pipeline.pruner import Pruner
 from trio_worker.pipeline.shared import Shared
 from trio_worker.queue import Boundary, RedisQueue
 from trio_worker.status import Status
+from trio_worker.version import version
+from trio_worker.watch import StoreWatch
 
 log = logging.getLogger("trio_worker.service")
 
@@ -149,6 +152,7 @@ async def _run(
     stop: trio.Event,
     task_status: trio.TaskStatus[list[str]],
 ) -> int:
+    log.info("starting", extra={"version": version(), "worker_id": config.worker_id})
     metrics = Metrics(config.vote_choices)
     status = Status.for_metrics(metrics)
     drained = trio.Event()
@@ -168,17 +172,22 @@ async def _run(
             Recovery(shared, queue, permits, lease),
             Consumer(shared, queue, permits, lease, clock.now_ms),
         )
-        app = create_app(status, metrics, Probes(queue, probe), live)
+        probes = Probes(queue, probe)
+        app = create_app(status, metrics, probes, live)
         try:
             async with trio.open_nursery() as root:
                 watching = await root.start(watch_signals, signals, stop, root.cancel_scope)
                 binds = await root.start(serve_http, app, config, finished.wait)
                 task_status.started(binds)
+                await root.start(StoreWatch(status, probes).run, finished)
                 if not await pipeline.start(root, stop, finished, drained):
                     drained.set()  # nothing was taken: there is nothing to drain
                 if not stop.is_set():
                     status.phase = "running"
-                    log.info("started", extra={"worker_id": config.worker_id, "http": binds})
+                    log.info(
+                        "started",
+                        extra={"version": version(), "worker_id": config.worker_id, "http": binds},
+                    )
                 await stop.wait()
                 status.phase = "draining"
                 root.cancel_scope.deadline = trio.current_time() + config.shutdown_timeout_s
