@@ -77,7 +77,7 @@ def test_a_kubernetes_service_link_in_a_port_names_enable_service_links(
         from_env(env)
     assert info.value.variable == variable
     assert str(info.value).startswith(f"{variable}: expected a port number")
-    assert "`enableServiceLinks: false`" in str(info.value)
+    assert "set enableServiceLinks: false in the pod spec" in str(info.value)
     service = variable.removesuffix("_PORT").lower()
     assert f"a Service named {service!r}" in str(info.value)
 

@@ -41,7 +41,7 @@ class Env:
                 name,
                 "a port number, not a Kubernetes service link (a Service named"
                 f" {service!r} in the namespace injects {name}=tcp://...): set"
-                " `enableServiceLinks: false` in the pod spec",
+                " enableServiceLinks: false in the pod spec",
                 value,
             )
         return value
