@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "deploy" / "grafana" / "dashboard.json"
 TARGET = ROOT / "deploy" / "k8s" / "monitoring" / "dashboard-configmap.yaml"
 HEADER = (
-    "# Generated from deploy/grafana/dashboard.json by `just rules`: edit that file, not this one.\n"
-    "# kube-prometheus-stack's Grafana sidecar loads ConfigMaps labelled grafana_dashboard: \"1\"\n"
+    "# Generated from deploy/grafana/dashboard.json by `just rules`: edit that one, not this.\n"
+    '# kube-prometheus-stack\'s Grafana sidecar loads ConfigMaps labelled grafana_dashboard: "1"\n'
     "# (in its own namespace unless sidecar.dashboards.searchNamespace is ALL).\n"
 )
 
