@@ -74,8 +74,7 @@ lock: setup
             --custom-compile-command "just lock   (Python $python_version on Linux, from pyproject.toml)" \
             --output-file requirements.lock
 
-# regenerate deploy/k8s/monitoring/: the PrometheusRule from deploy/prometheus/alerts.yml and
-# the dashboard ConfigMap from deploy/grafana/dashboard.json
+# regenerate deploy/k8s/monitoring/ from deploy/prometheus/alerts.yml and deploy/grafana/dashboard.json
 rules: setup
     {{bin}}/python deploy/prometheus/prometheusrule.py
     {{bin}}/python deploy/grafana/dashboard_configmap.py
