@@ -28,7 +28,7 @@ WORKER_ENV = K8S / "worker.env"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboard.json"
 KUBERNETES_VERSION = "1.30.0"
-# The variables CONTRACT.md names; a manifest setting anything else sets a typo.
+# The variables docs/contract.md names; a manifest setting anything else sets a typo.
 CONTRACT_VARIABLES = frozenset(
     {
         "REDIS_HOST",
