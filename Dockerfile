@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 # trio-worker: build a wheel and its dependencies in one stage, run them in a slim one.
-#   docker build -t trio-worker .
+#   just image                   (docker build with the version, revision and date as labels)
+#   docker build --build-arg VERSION="$(trio-worker --version | cut -d" " -f2)" -t trio-worker .
 #   docker run --rm -e REDIS_HOST=... -e MYSQL_HOST=... trio-worker          # = trio-worker run
-#   docker run --rm ... trio-worker check | stats | produce --count 100 | dlq list
+#   docker run --rm ... trio-worker check | stats | produce --count 100 --yes | dlq list
 
 # requirements.lock is resolved for this version: `just lock` reads it from here.
 ARG PYTHON_VERSION=3.12
@@ -26,6 +27,19 @@ RUN /opt/venv/bin/pip install --no-compile --no-deps --no-build-isolation . \
     && /opt/venv/bin/python -m compileall -q /opt/venv
 
 FROM python:${PYTHON_VERSION}-slim AS runtime
+# OCI labels (`docker inspect`, registries): the version is the package's (pyproject.toml),
+# passed in by `just image` (the same that `trio-worker --version` prints); the revision and
+# creation time identify the build.
+ARG VERSION=unknown
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="trio-worker" \
+      org.opencontainers.image.description="Moves votes from a Redis list into MySQL, exactly once, in batches." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="https://github.com/trio-worker/trio-worker" \
+      org.opencontainers.image.licenses="MIT"
 # No .pyc writes at run time (read-only root filesystem in Kubernetes), logs unbuffered.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

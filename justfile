@@ -84,9 +84,18 @@ lock: setup
             --custom-compile-command "just lock   (Python $python_version on Linux, from pyproject.toml)" \
             --output-file requirements.lock
 
-# regenerate deploy/k8s/monitoring/prometheusrule.yaml from deploy/prometheus/alerts.yml
+# regenerate deploy/k8s/monitoring/ from deploy/prometheus/alerts.yml and deploy/grafana/dashboard.json
 rules: setup
     {{bin}}/python deploy/prometheus/prometheusrule.py
+    {{bin}}/python deploy/grafana/dashboard_configmap.py
+
+# the container image, labelled with the package's version, the Git revision and the build time
+image tag="trio-worker": setup
+    docker build \
+        --build-arg VERSION="$({{bin}}/trio-worker --version | cut -d' ' -f2)" \
+        --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+        --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+        -t "{{tag}}:$({{bin}}/trio-worker --version | cut -d' ' -f2)" .
 
 # validate the configuration and reach Redis and MySQL (`trio-worker check`)
 check: setup

@@ -67,7 +67,7 @@ async def test_produce_pushes_n_valid_votes_at_the_producers_end(
     config: Config, rds: redis.Redis, consume_from: str
 ) -> None:
     config = replace(config, consume_from=consume_from)  # type: ignore[arg-type]
-    result = await cli(config, "produce", "--count", "250", "--choices", "x,y")
+    result = await cli(config, "produce", "--count", "250", "--choices", "x,y", "--yes")
     assert result.returncode == 0, err(result)
     assert f"pushed 250 votes (x,y) to {config.vote_queue}" in out(result)
 
@@ -87,7 +87,7 @@ def test_produce_shows_a_progress_bar_on_a_terminal(config: Config, rds: redis.R
     controller, terminal = pty.openpty()
     try:
         result = subprocess.run(
-            [*CLI, "produce", "--count", "3000"],
+            [*CLI, "produce", "--count", "3000", "--yes"],
             env=env_of(config),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -109,7 +109,7 @@ async def test_produce_at_a_rate_and_stored_by_the_worker(
     config: Config, rds: redis.Redis, start_worker: Any
 ) -> None:
     await start_worker(config)
-    result = await cli(config, "produce", "--count", "40", "--rate", "400")
+    result = await cli(config, "produce", "--count", "40", "--rate", "400", "--yes")
     assert result.returncode == 0, err(result)
     await wait_until(lambda: row_count(config) == 40, what="40 produced votes stored")
     assert sql(config, "SELECT COUNT(DISTINCT voter_id) FROM votes") == [(40,)]
@@ -119,7 +119,14 @@ async def test_produce_refuses_choices_outside_vote_choices(
     config: Config, rds: redis.Redis
 ) -> None:
     result = await cli(
-        config, "produce", "--count", "5", "--choices", "a,zz", env={"VOTE_CHOICES": "a,b"}
+        config,
+        "produce",
+        "--count",
+        "5",
+        "--choices",
+        "a,zz",
+        "--yes",
+        env={"VOTE_CHOICES": "a,b"},
     )
     assert result.returncode == 2
     assert "--choices: zz not in VOTE_CHOICES" in err(result)
@@ -196,7 +203,7 @@ async def test_dlq_list_shows_the_oldest_first(
     await start_worker(config)
     await wait_until(lambda: rds.llen(config.dead_letter_queue) == 3, what="3 dead letters")
 
-    result = await cli(config, "dlq", "list", "--limit", "2")
+    result = await cli(config, "dlq", "list", "--limit", "2", "--json")
     assert result.returncode == 0, err(result)
     items = [orjson.loads(line) for line in out(result).splitlines()]
     assert [(i["message"], i["reason"]) for i in items] == [
@@ -317,7 +324,7 @@ def test_dlq_purge_asks_on_a_terminal(
     finally:
         os.close(controller)
         os.close(terminal)
-    assert f"delete all 3 dead letters in {config.dead_letter_queue}? [y/N]" in stdout.decode()
+    assert f"delete 3 dead letters in {config.dead_letter_queue}? [y/N]" in stdout.decode()
     assert proc.returncode == status
     assert rds.llen(config.dead_letter_queue) == left
 
@@ -359,7 +366,7 @@ async def test_check_names_the_store_that_is_down(
         (["stats"], "REDIS_PORT", "Redis"),
         (["stats"], "MYSQL_PORT", "MySQL"),
         (["stats", "--json"], "MYSQL_PORT", "MySQL"),
-        (["produce", "--count", "5"], "REDIS_PORT", "Redis"),
+        (["produce", "--count", "5", "--yes"], "REDIS_PORT", "Redis"),
         (["dlq", "list"], "REDIS_PORT", "Redis"),
         (["dlq", "requeue", "--all"], "REDIS_PORT", "Redis"),
         (["dlq", "requeue", "--limit", "2"], "REDIS_PORT", "Redis"),

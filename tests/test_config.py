@@ -100,8 +100,8 @@ def test_a_bad_value_names_the_variable(variable: str, value: str) -> None:
 def test_password_file(tmp_path: Path) -> None:
     secret = tmp_path / "password"
     secret.write_text("s3cret\n")
-    c = from_env({"MYSQL_PASSWORD_FILE": str(secret), "MYSQL_PASSWORD": "ignored"})
-    assert c.mysql_password == "s3cret"
+    c = from_env({"MYSQL_PASSWORD_FILE": str(secret)})
+    assert (c.mysql_password, c.mysql_password_file) == ("s3cret", str(secret))
     assert "s3cret" not in repr(c)
     with pytest.raises(ConfigError, match=r"^MYSQL_PASSWORD_FILE: expected a readable UTF-8 file"):
         from_env({"MYSQL_PASSWORD_FILE": str(tmp_path / "missing")})

@@ -62,7 +62,7 @@ async def test_operators_see_requeue_and_purge_oversized_letters(
     await wait_until(lambda: rds.llen(cfg.dead_letter_queue) == 1, what="the dead letter")
     worker.stop.set()
     await wait_until(lambda: worker.exit_status, what="the worker to stop")
-    listed = cli(cfg, "dlq", "list", "--reason", "too_large")
+    listed = cli(cfg, "dlq", "list", "--reason", "too_large", "--json")
     assert listed.returncode == 0, listed.stderr
     shown = orjson.loads(listed.stdout)
     assert (shown["size"], shown["reason"]) == (len(big), "too_large")

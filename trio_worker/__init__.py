@@ -1,3 +1,3 @@
-"""trio-worker: moves votes from a Redis list into MySQL, exactly once, in batches."""
+"""trio-worker: moves votes from a Redis list into MySQL, exactly once, in batches.
 
-__version__ = "0.1.0"
+The version is the package's metadata (``trio_worker.version``), declared in pyproject.toml."""

@@ -14,12 +14,13 @@ from quart import Response
 from quart_trio import QuartTrio
 
 from trio_worker.config import Config
-from trio_worker.errors import StoreUnavailable
+from trio_worker.errors import MySQLUnavailable, RedisUnavailable, StoreUnavailable
 from trio_worker.liveness import Liveness
 from trio_worker.metrics import Metrics
 from trio_worker.mysql.connection import Connection
 from trio_worker.queue import RedisQueue
 from trio_worker.status import Status
+from trio_worker.version import version
 
 log = logging.getLogger("trio_worker.http")
 
@@ -30,13 +31,14 @@ PROBE_TIMEOUT_S = 2.0
 class _Check:
     """One MySQL check under way, and its outcome once ``done``."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: str) -> None:
         self.done = trio.Event()
-        self.ok = False
+        self.error: StoreUnavailable | None = MySQLUnavailable(address, "check under way")
 
 
 class Probes:
-    """Live checks of both stores for /health, on their own connections."""
+    """Live checks of both stores for /health (and the store watch), on their own
+    connections."""
 
     def __init__(self, queue: RedisQueue, conn: Connection) -> None:
         self.queue = queue
@@ -44,31 +46,39 @@ class Probes:
         self._mysql_check: _Check | None = None
 
     async def redis(self) -> bool:
+        return await self.redis_failure() is None
+
+    async def mysql(self) -> bool:
+        return await self.mysql_failure() is None
+
+    async def redis_failure(self) -> StoreUnavailable | None:
+        """None if Redis answers a PING within the probe timeout; else why not."""
         with trio.move_on_after(PROBE_TIMEOUT_S):
             try:
                 await self.queue.ping()
-                return True
-            except StoreUnavailable:
-                return False
-        return False
+                return None
+            except StoreUnavailable as exc:
+                return exc
+        return RedisUnavailable(self.queue.address, f"no answer within {PROBE_TIMEOUT_S:g} s")
 
-    async def mysql(self) -> bool:
-        """One probe connection, one check at a time: a burst of /health shares the check
-        under way (opening no new connections), and each answers within the probe timeout."""
+    async def mysql_failure(self) -> StoreUnavailable | None:
+        """None if MySQL answers; else why not. One probe connection, one check at a time: a
+        burst of /health shares the check under way (opening no new connections), and each
+        answers within the probe timeout."""
         check = self._mysql_check
         if check is None:
-            check = self._mysql_check = _Check()
+            check = self._mysql_check = _Check(self.conn.address)
             try:
-                check.ok = await self._check_mysql()
+                check.error = await self._check_mysql()
             finally:
                 check.done.set()
                 self._mysql_check = None
-            return check.ok
+            return check.error
         with trio.move_on_after(PROBE_TIMEOUT_S):
             await check.done.wait()
-        return check.ok
+        return check.error
 
-    async def _check_mysql(self) -> bool:
+    async def _check_mysql(self) -> StoreUnavailable | None:
         with trio.move_on_after(PROBE_TIMEOUT_S):
             try:
                 if not self.conn.is_open or self.conn.idle_too_long():
@@ -76,12 +86,12 @@ class Probes:
                     await self.conn.open(database=False)
                 await self.conn.execute("SELECT 1")
                 await self.conn.commit()
-                return True
-            except StoreUnavailable:
+                return None
+            except StoreUnavailable as exc:
                 self.conn.close()
-                return False
+                return exc
         self.conn.close()
-        return False
+        return MySQLUnavailable(self.conn.address, f"no answer within {PROBE_TIMEOUT_S:g} s")
 
 
 def create_app(status: Status, metrics: Metrics, probes: Probes, live: Liveness) -> QuartTrio:
@@ -111,6 +121,7 @@ def create_app(status: Status, metrics: Metrics, probes: Probes, live: Liveness)
             "redis": "connected" if results["redis"] else "disconnected",
             "database": "connected" if results["database"] else "disconnected",
             "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "version": version(),
         }
         return body, 200 if healthy else 503
 

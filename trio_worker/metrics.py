@@ -5,11 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from trio_worker.messages import REASONS
+from trio_worker.version import version
 
 # Past this many distinct votes, further values are counted under OTHER_VOTE: a flood of made-up
 # votes must not create an unbounded number of series.
@@ -38,11 +47,28 @@ class OldestVote(Collector):
 
 
 class Metrics:
-    """The seed's five metrics under their names, plus the batch pipeline's own."""
+    """The seed's five metrics under their names, plus the batch pipeline's own, the worker's
+    version and its stores' state, and the standard ``process_*`` and ``python_info``."""
 
     def __init__(self, choices: frozenset[str] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # What the default registry would have: memory, CPU, open files (Linux), the Python.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        self.build_info = Gauge(
+            "trio_worker_build_info",
+            "The running worker's version (always 1)",
+            ["version"],
+            registry=r,
+        )
+        self.build_info.labels(version()).set(1)
+        self.store_up = Gauge(
+            "trio_worker_store_up",
+            "1 while the store answers the worker, 0 from a failure until it answers again",
+            ["store"],
+            registry=r,
+        )
         self.votes_processed = Counter(
             "votes_processed", "Votes stored in MySQL, by vote", ["vote"], registry=r
         )

@@ -9,6 +9,7 @@ again; the first success flags the store healthy again.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -66,6 +67,9 @@ class StoreHealth:
     refusing_writes: bool = False
     last_error: str = ""
     last_kind: str = ""
+    # When a task last reported on the store (Trio's clock): the store watch asks a store
+    # nobody has reported on for a while (trio_worker.watch).
+    reported_at: float = -math.inf
 
     @property
     def ok(self) -> bool | None:
@@ -83,6 +87,7 @@ class StoreHealth:
         self.refusing_writes = self.refusing_writes or exc.writes_refused
         self.last_error = str(exc)
         self.last_kind = exc.kind
+        self.reported_at = trio.current_time()
         self.counter.inc()
 
     def succeeded(self, *, wrote: bool = False) -> None:
@@ -94,6 +99,7 @@ class StoreHealth:
         if was is False and self.ok:
             log.info("%s available again", self.name)
             self.last_kind = ""
+        self.reported_at = trio.current_time()
 
 
 async def retry(

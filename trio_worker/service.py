@@ -6,6 +6,7 @@
             ├── signals      SIGTERM/SIGINT → stop (a repeat within 1 s is the same request;
             │                a later one: stop without draining)
             ├── http         Quart-Trio app on Hypercorn, until ``finished``
+            ├── watch        asks a store no task has reported on lately (/ready, store_up)
             ├── heartbeat    <queue>:worker:<id> with a TTL: the lease on our worker id; the
             │                queue's depth and age for the metrics
             ├── pruner       the ledger's rows older than LEDGER_RETENTION_S
@@ -51,6 +52,8 @@ from trio_worker.pipeline.pruner import Pruner
 from trio_worker.pipeline.shared import Shared
 from trio_worker.queue import Boundary, RedisQueue
 from trio_worker.status import Status
+from trio_worker.version import version
+from trio_worker.watch import StoreWatch
 
 log = logging.getLogger("trio_worker.service")
 
@@ -153,6 +156,7 @@ async def _run(
     stop: trio.Event,
     task_status: trio.TaskStatus[list[str]],
 ) -> int:
+    log.info("starting", extra={"version": version(), "worker_id": config.worker_id})
     metrics = Metrics(config.vote_choices)
     status = Status.for_metrics(metrics)
     drained = trio.Event()
@@ -173,17 +177,22 @@ async def _run(
             Recovery(shared, queue, permits, lease),
             Consumer(shared, queue, permits, lease, clock.now_ms),
         )
-        app = create_app(status, metrics, Probes(queue, probe), live)
+        probes = Probes(queue, probe)
+        app = create_app(status, metrics, probes, live)
         try:
             async with trio.open_nursery() as root:
                 watching = await root.start(watch_signals, signals, stop, root.cancel_scope)
                 binds = await root.start(serve_http, app, config, finished.wait)
                 task_status.started(binds)
+                await root.start(StoreWatch(status, probes).run, finished)
                 if not await pipeline.start(root, stop, finished, drained):
                     drained.set()  # nothing was taken: there is nothing to drain
                 if not stop.is_set():
                     status.phase = "running"
-                    log.info("started", extra={"worker_id": config.worker_id, "http": binds})
+                    log.info(
+                        "started",
+                        extra={"version": version(), "worker_id": config.worker_id, "http": binds},
+                    )
                 await stop.wait()
                 status.phase = "draining"
                 root.cancel_scope.deadline = trio.current_time() + config.shutdown_timeout_s

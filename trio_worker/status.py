@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 from trio_worker.errors import MySQLUnavailable, RedisUnavailable
@@ -24,10 +25,14 @@ class Status:
 
     @classmethod
     def for_metrics(cls, metrics: Metrics) -> Status:
-        return cls(
+        status = cls(
             StoreHealth("redis", RedisUnavailable, metrics.redis_errors),
             StoreHealth("mysql", MySQLUnavailable, metrics.database_errors),
         )
+        # trio_worker_store_up is read from the very state /ready and the retry loops use.
+        for health in (status.redis, status.mysql):
+            metrics.store_up.labels(health.name).set_function(partial(_up, health))
+        return status
 
     @property
     def ready(self) -> bool:
@@ -38,3 +43,8 @@ class Status:
             and bool(self.redis.ok)
             and bool(self.mysql.ok)
         )
+
+
+def _up(health: StoreHealth) -> float:
+    """1 while the store answers; 0 once it has failed, and before anything has reached it."""
+    return 1.0 if health.ok else 0.0

@@ -17,7 +17,7 @@ SOURCE = ROOT / "deploy" / "prometheus" / "alerts.yml"
 TARGET = ROOT / "deploy" / "k8s" / "monitoring" / "prometheusrule.yaml"
 HEADER = (
     "# Generated from deploy/prometheus/alerts.yml by `just rules`: edit that file, not this one.\n"
-    '# Runbooks: docs/operations.md, section "Alerts".\n'
+    '# Runbooks: docs/operations.md, section "Runbooks" (each alert\'s runbook_url).\n'
 )
 
 

@@ -21,11 +21,14 @@ DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 EXAMPLES = K8S / "examples"
 COMPONENTS = K8S / "components"
+KEDA = COMPONENTS / "keda"
 MONITORING = K8S / "monitoring"
+# The workers' settings: kustomization.yaml generates the ConfigMap from this file.
+WORKER_ENV = K8S / "worker.env"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboard.json"
 KUBERNETES_VERSION = "1.30.0"
-# The variables CONTRACT.md names; a manifest setting anything else sets a typo.
+# The variables docs/contract.md names; a manifest setting anything else sets a typo.
 CONTRACT_VARIABLES = frozenset(
     {
         "REDIS_HOST",
@@ -82,16 +85,31 @@ def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def manifests() -> dict[str, dict[str, Any]]:
-    """Every object under deploy/k8s by kind (one of each), kustomization.yaml aside."""
+def manifests(directory: Path = K8S) -> dict[str, dict[str, Any]]:
+    """Every object in a directory's YAML files by kind (one of each), kustomization.yaml
+    aside: deploy/k8s by default, or a component's."""
     found: dict[str, dict[str, Any]] = {}
-    for path in sorted(K8S.glob("*.yaml")):
+    for path in sorted(directory.glob("*.yaml")):
         if path.name == "kustomization.yaml":
             continue
         for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
             assert doc["kind"] not in found, f"two {doc['kind']} objects"
             found[doc["kind"]] = doc
     return found
+
+
+def worker_settings(path: Path = WORKER_ENV) -> dict[str, str]:
+    """An env file as kustomize's configMapGenerator reads it: KEY=value lines, # comments."""
+    settings: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f"{path.name}: not KEY=value: {line!r}"
+        assert key not in settings, f"{path.name}: {key} twice"
+        settings[key] = value
+    return settings
 
 
 def config_from(variables: dict[str, Any], tmp_path: Path) -> Config:
@@ -137,8 +155,9 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
 def kustomization_sources(directory: Path) -> list[Path]:
     """Every file a kustomization (or component) pulls in, following directories recursively.
 
-    The few kustomize features deploy/k8s uses (resources, components, patches), read in Python,
-    so that what can reach `kubectl apply -k` is checked even where kubectl is missing.
+    The few kustomize features deploy/k8s uses (resources, components, patches, generators'
+    files), read in Python, so that what can reach `kubectl apply -k` is checked even where
+    kubectl is missing.
     """
     kustomization = load_yaml(directory / "kustomization.yaml")
     files = [directory / "kustomization.yaml"]
@@ -148,6 +167,9 @@ def kustomization_sources(directory: Path) -> list[Path]:
     for patch in kustomization.get("patches", []):
         if "path" in patch:
             files.append((directory / patch["path"]).resolve())
+    for generator in kustomization.get("configMapGenerator", []):
+        for entry in [*generator.get("envs", []), *generator.get("files", [])]:
+            files.append((directory / entry.split("=")[-1]).resolve())
     return files
 
 

@@ -16,19 +16,24 @@ from tests.deploy.common import (
     COMPONENTS,
     CONTRACT_VARIABLES,
     K8S,
+    KEDA,
     config_from,
     example_secrets,
     kustomize,
     manifests,
     run_kustomize,
+    worker_settings,
 )
 from tests.deploy.schemas import SCALED_OBJECT_SCHEMA, validate
 
 
 def test_keda_scales_on_the_vote_queue_length(tmp_path: Path) -> None:
-    objects = manifests()
+    built = kustomize(overlay(tmp_path, ["keda"]))
+    validate(built)
+    objects = {doc["kind"]: doc for doc in built}
     scaled = objects["ScaledObject"]
     jsonschema.validate(scaled, SCALED_OBJECT_SCHEMA)
+    # The scaler's server, database and list are the workers' own (worker.env, replaced in).
     config = config_from(objects["ConfigMap"]["data"], tmp_path)
     spec = scaled["spec"]
     target = spec["scaleTargetRef"]
@@ -60,13 +65,33 @@ def scaled_deployments(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_no_replica_count_where_keda_owns_it() -> None:
     """`replicas` beside a ScaledObject is re-applied by every apply and fights the autoscaler."""
-    (deployment,) = scaled_deployments(list(manifests().values()))
+    (deployment,) = scaled_deployments([*manifests().values(), *manifests(KEDA).values()])
     assert "replicas" not in deployment["spec"]
 
 
-def test_no_replica_count_where_keda_owns_it_as_kustomize_builds_it() -> None:
-    (built,) = scaled_deployments(kustomize(K8S))
+def test_no_replica_count_where_keda_owns_it_as_kustomize_builds_it(tmp_path: Path) -> None:
+    (built,) = scaled_deployments(kustomize(overlay(tmp_path, ["keda"])))
     assert "replicas" not in built["spec"]
+
+
+def test_the_scaler_follows_a_queue_changed_in_an_overlay(tmp_path: Path) -> None:
+    """Settings live in one place: an overlay that changes the workers' queue, server or
+    database changes KEDA's with them."""
+    directory = overlay(tmp_path, ["keda"])
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    kustomization["configMapGenerator"] = [
+        {
+            "name": "trio-worker",
+            "behavior": "merge",
+            "literals": ["VOTE_QUEUE=ballots", "REDIS_HOST=cache.example", "REDIS_DB=3"],
+        }
+    ]
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    objects = {doc["kind"]: doc for doc in kustomize(directory)}
+    (trigger,) = objects["ScaledObject"]["spec"]["triggers"]
+    assert trigger["metadata"]["listName"] == "ballots"
+    assert trigger["metadata"]["address"] == f"cache.example:{worker_settings()['REDIS_PORT']}"
+    assert trigger["metadata"]["databaseIndex"] == "3"
 
 
 def overlay(tmp_path: Path, components: list[str]) -> Path:
@@ -100,7 +125,9 @@ def secret_file(deployment: dict[str, Any], secret: str, key: str) -> str | None
     return None
 
 
-@pytest.mark.parametrize("components", [["redis-auth"], ["redis-auth", "redis-tls"]])
+@pytest.mark.parametrize(
+    "components", [["keda", "redis-auth"], ["keda", "redis-auth", "redis-tls"]]
+)
 def test_redis_components_give_keda_and_the_worker_the_same_secret(
     tmp_path: Path, components: list[str]
 ) -> None:
@@ -130,8 +157,26 @@ def test_redis_components_give_keda_and_the_worker_the_same_secret(
         assert "REDIS_TLS" not in settings
 
 
-def test_redis_tls_without_redis_auth_fails_the_build(tmp_path: Path) -> None:
-    """TLS extends redis-auth's TriggerAuthentication; alone it must fail, not half-apply."""
-    result = run_kustomize(overlay(tmp_path, ["redis-tls"]))
+@pytest.mark.parametrize("components", [["redis-tls"], ["keda", "redis-tls"]])
+def test_redis_tls_without_redis_auth_fails_the_build(
+    tmp_path: Path, components: list[str]
+) -> None:
+    """TLS reads its CA from redis-auth's mount (and extends its TriggerAuthentication); alone
+    it must fail, not half-apply."""
+    result = run_kustomize(overlay(tmp_path, components))
     assert result.returncode != 0
-    assert "test operation does not apply" in result.stderr
+    assert "testing value /data/REDIS_PASSWORD_FILE failed" in result.stderr
+
+
+@pytest.mark.parametrize("components", [["redis-auth"], ["redis-auth", "redis-tls"]])
+def test_redis_components_without_keda_add_no_keda_object(
+    tmp_path: Path, components: list[str]
+) -> None:
+    built = kustomize(overlay(tmp_path, components))
+    validate(built)
+    assert [doc["kind"] for doc in built if doc["apiVersion"].startswith("keda.sh/")] == []
+    (config_map,) = [doc for doc in built if doc["kind"] == "ConfigMap"]
+    (deployment,) = [doc for doc in built if doc["kind"] == "Deployment"]
+    assert config_map["data"]["REDIS_PASSWORD_FILE"] == secret_file(
+        deployment, "trio-worker-redis", "password"
+    )

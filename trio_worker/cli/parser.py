@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 
 from trio_worker.config.variables import help_text
-from trio_worker.messages import REASONS
+from trio_worker.messages import REASONS, STALE_BATCH
+from trio_worker.version import version
 
 EXIT_STATUSES = """\
 exit status:
   0  success
   1  a store failed (Redis or MySQL unreachable), the drain deadline passed, or a
      confirmation was declined
-  2  bad configuration (the message names the variable) or bad arguments
+  2  bad configuration (the message names the variable) or bad arguments, or a
+     confirmation needed without a terminal to ask on (pass --yes)
 """
 EPILOG = (
     "configuration comes from environment variables; `trio-worker run --help` lists them all.\n\n"
@@ -56,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=fmt,
     )
+    p.add_argument("--version", action="version", version=f"trio-worker {version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str, description: str) -> argparse.ArgumentParser:
@@ -70,17 +73,25 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=RUN_EPILOG,
         formatter_class=fmt,
     )
-    command(
+    chk = command(
         "check",
         "validate the configuration and reach Redis and MySQL",
         "Validate the configuration, reach Redis and the MySQL server, and say whether the"
         " database exists yet (`run` creates it).",
     )
+    chk.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object for scripts (the exit status is the same)",
+    )
     prod = command(
         "produce",
         "push well-formed test votes onto the queue",
         "Push N valid votes with unique voter ids onto VOTE_QUEUE, at the end producers use"
-        " (LPUSH, or RPUSH when QUEUE_CONSUME_FROM=left). A progress bar shows on a terminal.",
+        " (LPUSH, or RPUSH when QUEUE_CONSUME_FROM=left). A progress bar shows on a terminal."
+        " The votes go into the real queue and are stored like any other: on a terminal it"
+        " asks first; without one (a script, a pipe) it needs --yes and pushes nothing"
+        " otherwise (exit 2).",
     )
     prod.add_argument("--count", type=_positive_int, required=True, help="how many votes")
     prod.add_argument(
@@ -95,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="votes per second (default: as fast as possible)",
     )
+    prod.add_argument("--yes", action="store_true", help="don't ask for confirmation")
     st = command(
         "stats",
         "queue depth, in flight, dead letters, stored totals",
@@ -110,15 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
     dl = dsub.add_parser(
         "list",
-        help="print dead letters as JSON lines, oldest first",
-        description="Print dead-letter envelopes (message, encoding, reason, worker_id, time;"
-        " for too_large ones the message is a preview, with size and original_key) as JSON"
-        " lines, oldest first. Nothing is removed.",
+        help="show dead letters, oldest first",
+        description="Show dead letters, oldest first, one a line: position, time, reason, worker"
+        " and the message (shortened). --json prints each whole envelope (message, encoding,"
+        " reason, worker_id, time; for too_large ones the message is a preview, with size and"
+        " original_key) as one JSON object a line, for scripts. Nothing is removed.",
     )
-    dl.add_argument(
-        "--limit", type=_positive_int, default=20, help="how many to print (default 20)"
+    shown = dl.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--limit", type=_positive_int, default=20, help="how many to show (default 20)"
     )
+    shown.add_argument("--all", action="store_true", help="every dead letter there is")
     dl.add_argument("--reason", choices=REASONS, help="only letters of this reason")
+    dl.add_argument("--json", action="store_true", help="one JSON envelope a line")
     dr = dsub.add_parser(
         "requeue",
         help="move dead letters back to the queue",
@@ -132,11 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--all", action="store_true", help="every dead letter there is now")
     group.add_argument("--limit", type=_positive_int, help="at most this many, oldest first")
     dr.add_argument("--reason", choices=REASONS, help="only letters of this reason")
+    dr.add_argument(
+        "--dry-run", action="store_true", help="move nothing; say what would move, by reason"
+    )
     dp = dsub.add_parser(
         "purge",
-        help="delete every dead letter",
-        description="Delete the dead-letter list. Asks for confirmation on a terminal;"
-        " scripts (no terminal) must pass --yes.",
+        help="delete dead letters (stale_batch ones only when asked for)",
+        description="Delete dead letters (and the originals of too_large ones): every reason"
+        f" but {STALE_BATCH}, or with --reason R only letters of R. {STALE_BATCH} letters"
+        " may hold the only copy of a valid vote: they go only with --reason"
+        f' {STALE_BATCH} (see docs/operations.md, "Stale batches"). Shows how many'
+        " letters of each reason there are and which go, then asks on a terminal; without"
+        " one (a script, a pipe) it needs --yes and removes nothing otherwise (exit 2).",
     )
+    dp.add_argument("--reason", choices=REASONS, help="only letters of this reason")
     dp.add_argument("--yes", action="store_true", help="don't ask for confirmation")
     return p

@@ -39,10 +39,12 @@ def redis_settings(env: Env) -> dict[str, Any]:
             redis_username=env.optional("REDIS_USERNAME"),
         )
     password = env.secret("REDIS_PASSWORD", "REDIS_PASSWORD_FILE")
-    if password is not None:
+    if password.value is not None:
         if out.get("redis_password") is not None:
             raise ConfigError("REDIS_PASSWORD_FILE", "to be unset when REDIS_URL has a password")
-        out["redis_password"] = password
+        out["redis_password"] = password.value
+    out["redis_password_file"] = password.path
+    sentinel_password = env.secret("REDIS_SENTINEL_PASSWORD", "REDIS_SENTINEL_PASSWORD_FILE")
     url_tls = out.pop("url_tls", None)
     tls = env.flag("REDIS_TLS", bool(url_tls))
     if url_tls is not None and url_tls != tls:
@@ -66,9 +68,8 @@ def redis_settings(env: Env) -> dict[str, Any]:
         redis_tls_verify=env.choice("REDIS_TLS_VERIFY", "full", ("full", "ca")),
         redis_sentinels=sentinels,
         redis_sentinel_master=env.text("REDIS_SENTINEL_MASTER", "mymaster"),
-        redis_sentinel_password=env.secret(
-            "REDIS_SENTINEL_PASSWORD", "REDIS_SENTINEL_PASSWORD_FILE"
-        ),
+        redis_sentinel_password=sentinel_password.value,
+        redis_sentinel_password_file=sentinel_password.path,
         redis_wait_replicas=env.integer("REDIS_WAIT_REPLICAS", 0, low=0, high=100),
         redis_cluster=cluster,
     )

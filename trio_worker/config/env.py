@@ -7,6 +7,7 @@ import re
 import secrets
 import socket
 from collections.abc import Mapping
+from typing import Any
 
 from trio_worker.config.connections import check_cluster_queue, mysql_settings, redis_settings
 from trio_worker.config.model import Config, ConfigError
@@ -24,12 +25,18 @@ def default_worker_id() -> str:
     return f"{host}-{secrets.token_hex(4)}"
 
 
-def from_env(environ: Mapping[str, str] | None = None) -> Config:
-    """Build the configuration from environment variables; raise ConfigError on a bad value."""
-    return read(Env(os.environ if environ is None else environ))
+def from_env(environ: Mapping[str, str] | None = None, *, mysql: bool = True) -> Config:
+    """Build the configuration from environment variables; raise ConfigError on a bad value.
+
+    ``mysql=False`` is for a command that needs only Redis (``produce``, ``dlq``): the MySQL
+    variables are then not read at all, so a MySQL-only setting it has no use for (a CA file
+    that exists only where the workers run) can't stop it. Its ``Config`` says so
+    (``mysql_configured``), and ``ops.stores.open_mysql`` refuses it.
+    """
+    return read(Env(os.environ if environ is None else environ), mysql=mysql)
 
 
-def read(env: Env) -> Config:
+def read(env: Env, *, mysql: bool = True) -> Config:
     """``from_env`` over a reader (which then knows every variable that was read)."""
     queue = env.text("VOTE_QUEUE", "votes")
     dead = env.text("DEAD_LETTER_QUEUE", f"{queue}:dead")
@@ -50,12 +57,8 @@ def read(env: Env) -> Config:
     low, high = MAX_MESSAGE_BYTES_RANGE
     return Config(
         **redis_settings(env),
-        **mysql_settings(env),
+        **(_mysql(env) if mysql else {"mysql_configured": False}),
         vote_queue=queue,
-        mysql_user=env.text("MYSQL_USER", "root"),
-        mysql_password=env.secret("MYSQL_PASSWORD", "MYSQL_PASSWORD_FILE") or "",
-        mysql_database=_database_name(env.text("MYSQL_DATABASE", "voting")),
-        mysql_read_timeout_s=env.seconds("MYSQL_READ_TIMEOUT_S", 30.0, at_least=1),
         http_host=env.text("HOST", "0.0.0.0"),
         http_port=env.integer("PORT", 8080, low=0, high=65535),
         batch_size=env.integer("BATCH_SIZE", 2000, low=1, high=100_000),
@@ -78,6 +81,19 @@ def read(env: Env) -> Config:
         else "json",
         trio_asyncio_fast_path=env.flag("TRIO_ASYNCIO_FAST_PATH", True),
     )
+
+
+def _mysql(env: Env) -> dict[str, Any]:
+    """The Config fields for MySQL: where, who, and how long to wait for it."""
+    password = env.secret("MYSQL_PASSWORD", "MYSQL_PASSWORD_FILE")
+    return {
+        **mysql_settings(env),
+        "mysql_user": env.text("MYSQL_USER", "root"),
+        "mysql_password": password.value or "",
+        "mysql_password_file": password.path,
+        "mysql_database": _database_name(env.text("MYSQL_DATABASE", "voting")),
+        "mysql_read_timeout_s": env.seconds("MYSQL_READ_TIMEOUT_S", 30.0, at_least=1),
+    }
 
 
 def _database_name(name: str) -> str:

@@ -37,6 +37,9 @@ class Config:
     redis_unix_socket: str | None = None
     redis_username: str | None = None
     redis_password: str | None = field(default=None, repr=False)
+    # Where a password given as a file came from: read again for every new connection
+    # (``config.secrets``), so that a rotated password is picked up without a restart.
+    redis_password_file: str | None = None
     redis_tls: bool = False
     redis_tls_ca_file: str | None = None
     redis_tls_cert_file: str | None = None
@@ -45,6 +48,7 @@ class Config:
     redis_sentinels: tuple[tuple[str, int], ...] = ()
     redis_sentinel_master: str = "mymaster"
     redis_sentinel_password: str | None = field(default=None, repr=False)
+    redis_sentinel_password_file: str | None = None
     redis_wait_replicas: int = 0
     redis_cluster: bool = False
     vote_queue: str = "votes"
@@ -54,12 +58,16 @@ class Config:
     mysql_unix_socket: str | None = None
     mysql_user: str = "root"
     mysql_password: str = field(default="", repr=False)
+    mysql_password_file: str | None = None
     mysql_database: str = "voting"
     mysql_ssl_mode: SSLMode = "PREFERRED"
     mysql_ssl_ca: str | None = None
     mysql_ssl_cert: str | None = None
     mysql_ssl_key: str | None = None
     mysql_read_timeout_s: float = 30.0
+    # False for a command that needs only Redis: the MySQL variables were not read, and the
+    # fields above are defaults, not settings (``from_env(mysql=False)``).
+    mysql_configured: bool = True
     # The worker
     http_host: str = "0.0.0.0"
     http_port: int = 8080

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from trio_worker.config.model import ConfigError
+
+# What Kubernetes puts in ``<SERVICE>_PORT`` for every Service of the namespace (service links):
+# ``tcp://10.0.0.7:6379`` for a Service named ``redis``.
+_SERVICE_LINK = re.compile(r"^(tcp|udp|sctp)://", re.IGNORECASE)
+
+
+class Secret(NamedTuple):
+    """A secret as given at start, and the file it came from (read again for each new
+    connection: ``config.secrets``), if it came from one."""
+
+    value: str | None
+    path: str | None
 
 
 class Env:
@@ -19,7 +33,18 @@ class Env:
         """The value as given (a password keeps its spaces), or None if unset or blank."""
         self.read.add(name)
         value = self._env.get(name)
-        return None if value is None or value.strip() == "" else value
+        if value is None or value.strip() == "":
+            return None
+        if name.endswith("_PORT") and _SERVICE_LINK.match(value.strip()):
+            service = name.removesuffix("_PORT").lower().replace("_", "-")
+            raise ConfigError(
+                name,
+                "a port number, not a Kubernetes service link (a Service named"
+                f" {service!r} in the namespace injects {name}=tcp://...): set"
+                " enableServiceLinks: false in the pod spec",
+                value,
+            )
+        return value
 
     def is_set(self, name: str) -> bool:
         return self.raw(name) is not None
@@ -98,18 +123,33 @@ class Env:
             _read(name, path)
         return path
 
-    def secret(self, name: str, file_name: str) -> str | None:
-        """A secret given directly (``name``) or in a file (``file_name``, which wins)."""
+    def secret(self, name: str, file_name: str) -> Secret:
+        """A secret given directly (``name``) or in a file (``file_name``); never both."""
         path = self.optional(file_name)
-        if path is not None:
-            # A trailing newline is an artefact of how secret files are written, not a character.
-            return _read(file_name, path).rstrip("\r\n")
-        return self.raw(name)
+        value = self.raw(name)
+        if path is None:
+            return Secret(value, None)
+        if value is not None:
+            raise ConfigError(
+                file_name,
+                f"to be unset when {name} is set (one secret, given once: {name} or {file_name})",
+            )
+        return Secret(secret_text(_read(file_name, path)), path)
+
+
+def secret_text(text: str) -> str:
+    """A secret file's content as the secret: a trailing newline is an artefact of how secret
+    files are written, not a character of the secret."""
+    return text.rstrip("\r\n")
+
+
+def unreadable(exc: OSError | UnicodeDecodeError) -> str:
+    """Why a file could not be read, without its content."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
 
 
 def _read(name: str, path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ConfigError(name, f"a readable UTF-8 file ({reason})") from None
+        raise ConfigError(name, f"a readable UTF-8 file ({unreadable(exc)})") from None

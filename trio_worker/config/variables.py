@@ -52,11 +52,15 @@ GENERAL = (
 
 REDIS = (
     Variable("REDIS_HOST", "localhost", "Redis host"),
-    Variable("REDIS_PORT", "6379", "Redis port"),
+    Variable("REDIS_PORT", "6379", "Redis port (never tcp://...: enableServiceLinks: false)"),
     Variable("REDIS_DB", "0", "Redis database number"),
     Variable("REDIS_USERNAME", "unset", "Redis ACL user (Redis 6+)"),
     Variable("REDIS_PASSWORD", "unset", "Redis password"),
-    Variable("REDIS_PASSWORD_FILE", "unset", "read the Redis password from this file"),
+    Variable(
+        "REDIS_PASSWORD_FILE",
+        "unset",
+        "read the Redis password from this file, again for each new connection",
+    ),
     Variable(
         "REDIS_URL",
         "unset",
@@ -71,7 +75,11 @@ REDIS = (
     Variable("REDIS_SENTINELS", "unset", "host:port,...: find the primary through Redis Sentinel"),
     Variable("REDIS_SENTINEL_MASTER", "mymaster", "the Sentinel service name"),
     Variable("REDIS_SENTINEL_PASSWORD", "unset", "password of the Sentinels themselves"),
-    Variable("REDIS_SENTINEL_PASSWORD_FILE", "unset", "read that password from this file"),
+    Variable(
+        "REDIS_SENTINEL_PASSWORD_FILE",
+        "unset",
+        "read that password from this file, again for each new connection",
+    ),
     Variable(
         "REDIS_WAIT_REPLICAS", "0", "a batch commits only once its take reached this many replicas"
     ),
@@ -80,11 +88,15 @@ REDIS = (
 
 MYSQL = (
     Variable("MYSQL_HOST", "localhost", "MySQL or MariaDB host"),
-    Variable("MYSQL_PORT", "3306", "MySQL port"),
+    Variable("MYSQL_PORT", "3306", "MySQL port (never tcp://...: enableServiceLinks: false)"),
     Variable("MYSQL_UNIX_SOCKET", "unset", "connect through this socket instead of host and port"),
     Variable("MYSQL_USER", "root", "MySQL user"),
     Variable("MYSQL_PASSWORD", "empty", "MySQL password"),
-    Variable("MYSQL_PASSWORD_FILE", "unset", "read the MySQL password from this file"),
+    Variable(
+        "MYSQL_PASSWORD_FILE",
+        "unset",
+        "read the MySQL password from this file, again for each new connection",
+    ),
     Variable(
         "MYSQL_DATABASE", "voting", "created with its tables if missing, where the account may"
     ),
@@ -110,7 +122,10 @@ NAMES = frozenset(v.name for v in ALL)
 
 def help_text() -> str:
     """The variables as ``--help`` shows them."""
-    lines = []
+    lines = [
+        "A secret is given once: X or X_FILE, never both. produce and dlq read no MYSQL_*.",
+        "",
+    ]
     for title, group in (("general", GENERAL), ("Redis", REDIS), ("MySQL", MYSQL)):
         lines.append(f"{title}:")
         for v in group:

@@ -15,7 +15,7 @@ import asyncmy.errors
 from asyncmy.constants import CLIENT
 
 from trio_worker import compat, failures, tls
-from trio_worker.config import Config
+from trio_worker.config import Config, secrets
 from trio_worker.errors import MySQLUnavailable
 from trio_worker.mysql.codes import code_of
 
@@ -59,7 +59,8 @@ def connect_options(config: Config, *, database: bool) -> dict[str, Any]:
     """asyncmy.connect's arguments. ``ssl`` is the context a mandatory ``MYSQL_SSL_MODE``
     (``REQUIRED`` and up) asks for, read afresh each time so that renewed certificates are
     picked up; ``PREFERRED``'s optional TLS is added by ``_Session`` once the server's greeting
-    offers it (given to asyncmy here, it would be attempted whatever the server)."""
+    offers it (given to asyncmy here, it would be attempted whatever the server). The password
+    too is read afresh: ``MYSQL_PASSWORD_FILE`` again for every connection (a rotated secret)."""
     c = config
     mode = c.mysql_ssl_mode
     mandatory = mode not in ("DISABLED", "PREFERRED") or (
@@ -72,7 +73,7 @@ def connect_options(config: Config, *, database: bool) -> dict[str, Any]:
         "user": c.mysql_user,
         # As bytes: asyncmy would encode a str as latin-1 (no euro sign, and an é the server,
         # which hashed the UTF-8 bytes, refuses).
-        "password": c.mysql_password.encode("utf-8"),
+        "password": secrets.mysql_password(c).encode("utf-8"),
         "db": c.mysql_database if database else None,
         "charset": "utf8mb4",
         "autocommit": False,

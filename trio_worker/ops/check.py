@@ -8,6 +8,8 @@ and as which user. Never a secret.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import trio
 
@@ -21,8 +23,21 @@ from trio_worker.queue.wire import Session
 
 CHECK_TIMEOUT_S = 10.0
 
-Report = Callable[[bool, str], None]
-"""How a command reports one finding: ``report(ok, text)``."""
+Store = Literal["redis", "mysql"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What ``check`` found about one store: the line it prints, and the same as facts."""
+
+    store: Store
+    ok: bool
+    text: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+Report = Callable[[Finding], None]
+"""How ``check`` reports one finding, as it finds it."""
 
 
 async def check(config: Config, report: Report) -> bool:
@@ -32,36 +47,39 @@ async def check(config: Config, report: Report) -> bool:
     so its absence is reported, not treated as a failure.
     """
     ok = True
+    redis_at = {"address": config.redis_address}
     async with open_queue(config) as queue:
         with trio.move_on_after(CHECK_TIMEOUT_S) as scope:
             try:
                 ok = _redis_report(config, await _redis_session(queue), report)
             except StoreUnavailable as exc:
-                report(False, str(exc) + _redis_hint(config, exc.reason))
+                text = str(exc) + _redis_hint(config, exc.reason)
+                report(Finding("redis", False, text, redis_at))
                 ok = False
         if scope.cancelled_caught:
-            report(False, f"Redis at {config.redis_address}: timed out")
+            report(Finding("redis", False, f"Redis at {config.redis_address}: timed out", redis_at))
             ok = False
+        db = config.mysql_database
+        mysql_at = {"address": config.mysql_address, "database": db}
         with trio.move_on_after(CHECK_TIMEOUT_S) as scope:
             try:
                 version, how, exists = await _mysql_server(config)
             except StoreUnavailable as exc:
-                report(False, str(exc))
+                report(Finding("mysql", False, str(exc), mysql_at))
                 ok = False
             else:
-                db = config.mysql_database
                 state = (
                     f"database {db!r} exists"
                     if exists
                     else f"database {db!r} does not exist yet (`trio-worker run` creates it)"
                 )
-                report(
-                    True,
-                    f"MySQL at {config.mysql_address}: reachable (server {version}, {how});"
-                    f" {state}",
+                text = (
+                    f"MySQL at {config.mysql_address}: reachable (server {version}, {how}); {state}"
                 )
+                facts = {**mysql_at, "server_version": version, "database_exists": exists}
+                report(Finding("mysql", True, text, facts))
         if scope.cancelled_caught:
-            report(False, f"MySQL at {config.mysql_address}: timed out")
+            report(Finding("mysql", False, f"MySQL at {config.mysql_address}: timed out", mysql_at))
             ok = False
     return ok
 
@@ -86,8 +104,15 @@ def _redis_hint(config: Config, reason: str) -> str:
 def _redis_report(config: Config, facts: Session, report: Report) -> bool:
     """One line for Redis; False (and an error line) for a setting the server contradicts."""
     where = config.redis_address
+    known: dict[str, Any] = {
+        "address": where,
+        "server": facts.server,
+        "user": facts.user,
+        "tls": facts.tls,
+    }
     if facts.cluster_node and not config.redis_cluster:
-        report(False, f"Redis at {where}: a Redis Cluster node: set REDIS_CLUSTER=true")
+        text = f"Redis at {where}: a Redis Cluster node: set REDIS_CLUSTER=true"
+        report(Finding("redis", False, text, known))
         return False
     parts = []
     if config.redis_sentinels:
@@ -112,10 +137,12 @@ def _redis_report(config: Config, facts: Session, report: Report) -> bool:
         replicas = f"{facts.replicas} replica{'' if facts.replicas == 1 else 's'}"
         parts.append(f"{replicas} connected, REDIS_WAIT_REPLICAS={wanted}")
     text = f"Redis at {where}: reachable ({', '.join(parts)})"
+    if wanted:
+        known["replicas"] = facts.replicas
     if wanted > facts.replicas:
-        report(False, f"{text}: too few replicas, no batch would commit")
+        report(Finding("redis", False, f"{text}: too few replicas, no batch would commit", known))
         return False
-    report(True, text)
+    report(Finding("redis", True, text, known))
     return True
 
 

@@ -3,12 +3,14 @@
 Letters are handled a chunk at a time from the oldest, each chunk in one atomic script that
 acts only if the letters are still exactly those read (scripts.SETTLE_DEAD): two operators, or a
 requeue and a purge, never move or delete a letter twice. ``stale_batch`` letters stay where
-they are unless asked for by reason: their votes may already be stored.
+they are unless asked for by reason, by a requeue and by a purge alike: their votes may already
+be stored, or may be stored nowhere else.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -20,6 +22,8 @@ from trio_worker.queue import QueueAdmin
 from trio_worker.queue.admin import Action
 
 CHUNK = 500
+# The reason counted for a letter that is not an envelope this worker wrote.
+UNREADABLE = "unreadable"
 
 
 class UnreadableEnvelope(ValueError):
@@ -30,15 +34,50 @@ class UnreadableEnvelope(ValueError):
 class Requeued:
     moved: int = 0
     left_stale: int = 0  # stale_batch letters left in place (not asked for by reason)
+    by_reason: Counter[str] = field(default_factory=Counter)  # what moved (or would)
 
 
-async def dlq_list(config: Config, limit: int, reason: str | None = None) -> list[dict[str, Any]]:
-    """The oldest ``limit`` letters (of ``reason``, if given), as their JSON documents."""
+@dataclass
+class Purged:
+    removed: Counter[str] = field(default_factory=Counter)
+    kept: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class Listing:
+    letters: list[dict[str, Any]]  # the envelopes shown, oldest first
+    total: int  # letters in the list when it was read
+
+
+def purged_by(letter_reason: str, asked: str | None) -> bool:
+    """Whether ``dlq purge [--reason asked]`` deletes a letter of ``letter_reason``: of the
+    reason asked for; without one, every letter but ``stale_batch`` (which may hold the only
+    copy of a valid vote) and unreadable ones included."""
+    if asked is not None:
+        return letter_reason == asked
+    return letter_reason != STALE_BATCH
+
+
+def reason_of(letter: bytes) -> str:
+    """A letter's reason, or ``UNREADABLE`` for one that is not an envelope."""
+    try:
+        doc = orjson.loads(letter)
+    except orjson.JSONDecodeError:
+        return UNREADABLE
+    reason = doc.get("reason") if isinstance(doc, dict) else None
+    return reason if isinstance(reason, str) and reason else UNREADABLE
+
+
+async def dlq_list(config: Config, limit: int | None, reason: str | None = None) -> Listing:
+    """The oldest ``limit`` letters (every one for None; of ``reason``, if given), as their
+    JSON documents."""
     out: list[dict[str, Any]] = []
     start = 0
     async with open_queue(config) as queue:
-        while len(out) < limit:
-            chunk = await queue.dead_letters(start, CHUNK if reason else limit - len(out))
+        total = await queue.dead_count()
+        while limit is None or len(out) < limit:
+            want = CHUNK if reason or limit is None else min(CHUNK, limit - len(out))
+            chunk = await queue.dead_letters(start, want)
             if not chunk:
                 break
             start += len(chunk)
@@ -46,20 +85,25 @@ async def dlq_list(config: Config, limit: int, reason: str | None = None) -> lis
                 try:
                     doc = orjson.loads(raw)
                 except orjson.JSONDecodeError:
+                    doc = None
+                if not isinstance(doc, dict):
                     doc = {"unreadable_envelope": raw.decode("utf-8", "replace")}
                 if reason is None or doc.get("reason") == reason:
                     out.append(doc)
                     if len(out) == limit:
                         break
-    return out
+    return Listing(out, total)
 
 
-async def dlq_requeue(config: Config, limit: int | None, reason: str | None = None) -> Requeued:
+async def dlq_requeue(
+    config: Config, limit: int | None, reason: str | None = None, *, dry_run: bool = False
+) -> Requeued:
     """Move dead letters (oldest first) back to the queue, atomically and once each.
 
     ``limit=None`` moves the letters there are now, not ones that arrive meanwhile: a message
     that is still invalid comes back to the dead-letter list, and must not be requeued again in
     a loop. With ``reason``, only letters of that reason move; without, all but ``stale_batch``.
+    ``dry_run`` moves nothing and says what would move.
     """
     done = Requeued()
     push = producer_push(config)
@@ -72,54 +116,83 @@ async def dlq_requeue(config: Config, limit: int | None, reason: str | None = No
                 break
             actions: list[Action] = []
             originals: list[str] = []
-            moving = stale = 0
+            moving: Counter[str] = Counter()
+            stale = 0
             for position, letter in enumerate(seen):
                 found = _original(letter, offset + position, queue)
                 wanted = found.reason == reason if reason else found.reason != STALE_BATCH
-                if not wanted or (limit is not None and done.moved + moving >= limit):
+                if not wanted or (limit is not None and done.moved + moving.total() >= limit):
                     actions.append(("keep", ""))
                     stale += found.reason == STALE_BATCH and not reason
-                elif found.key is not None:
+                    continue
+                moving[found.reason] += 1
+                if found.key is not None:
                     originals.append(found.key)
                     actions.append(("move", 2 + len(originals)))
-                    moving += 1
                 else:
                     actions.append(("push", found.raw))
-                    moving += 1
-            if not await queue.settle_dead(push, offset, seen, actions, originals):
+            if dry_run:
+                moving_now = 0  # nothing moves: every letter stays where it is
+            elif await queue.settle_dead(push, offset, seen, actions, originals):
+                moving_now = moving.total()
+            else:
                 continue  # changed under us (another operator, a purge): read it again
-            done.moved += moving
+            done.moved += moving.total()
+            done.by_reason += moving
             done.left_stale += stale
-            offset += len(seen) - moving
+            offset += len(seen) - moving_now
             todo -= len(seen)
     return done
 
 
-async def dlq_purge(config: Config) -> int:
-    """Delete the dead letters there are now (and the originals of ``too_large`` ones)."""
-    purged = 0
+async def dlq_purge(config: Config, reason: str | None = None) -> Purged:
+    """Delete the dead letters there are now that ``purged_by(reason)`` selects (and the
+    originals of ``too_large`` ones); the others stay where they are, in order."""
+    done = Purged()
     async with open_queue(config) as queue:
         todo = await queue.dead_count()
+        offset = 0  # letters kept in place before the part not yet looked at
         while todo > 0:
-            seen = await queue.dead_letters(0, min(CHUNK, todo))
+            seen = await queue.dead_letters(offset, min(CHUNK, todo))
             if not seen:
                 break
             actions: list[Action] = []
             originals: list[str] = []
+            removed: Counter[str] = Counter()
+            kept: Counter[str] = Counter()
             for letter in seen:
+                letter_reason = reason_of(letter)
+                if not purged_by(letter_reason, reason):
+                    actions.append(("keep", ""))
+                    kept[letter_reason] += 1
+                    continue
+                removed[letter_reason] += 1
                 key = _original_key(letter, queue)
                 if key is not None:
                     originals.append(key)
                 actions.append(("drop", 2 + len(originals) if key is not None else 0))
-            if await queue.settle_dead("LPUSH", 0, seen, actions, originals):
-                purged += len(seen)
-                todo -= len(seen)
-    return purged
+            if not await queue.settle_dead("LPUSH", offset, seen, actions, originals):
+                continue  # changed under us (another operator, a requeue): read it again
+            done.removed += removed
+            done.kept += kept
+            offset += kept.total()
+            todo -= len(seen)
+    return done
 
 
-async def dead_letter_count(config: Config) -> int:
+async def dead_letter_reasons(config: Config) -> Counter[str]:
+    """How many letters the list holds now, by reason (``UNREADABLE`` for non-envelopes)."""
+    counts: Counter[str] = Counter()
     async with open_queue(config) as queue:
-        return await queue.dead_count()
+        todo = await queue.dead_count()
+        start = 0
+        while start < todo:
+            chunk = await queue.dead_letters(start, min(CHUNK, todo - start))
+            if not chunk:
+                break
+            start += len(chunk)
+            counts.update(reason_of(letter) for letter in chunk)
+    return counts
 
 
 def _original(letter: bytes, position: int, queue: QueueAdmin) -> Original:

@@ -31,6 +31,8 @@ async def open_queue(config: Config) -> AsyncIterator[QueueAdmin]:
 @asynccontextmanager
 async def open_mysql(config: Config) -> AsyncIterator[Connection]:
     """A connection to the MySQL server with no database selected (it may not exist yet)."""
+    # A Redis-only command's configuration holds MySQL defaults, not settings (from_env).
+    assert config.mysql_configured, "the MySQL variables were not read for this command"
     conn = Connection(config)
     try:
         await conn.open(database=False)

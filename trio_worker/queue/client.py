@@ -9,6 +9,8 @@ retry, knowing what each command did (the in-flight list is the truth).
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import redis.asyncio as aredis
@@ -16,8 +18,10 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
+from redis.credentials import CredentialProvider
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from trio_worker.config import Config
+from trio_worker.config import Config, secrets
 
 Client = aredis.Redis | RedisCluster
 
@@ -29,6 +33,38 @@ MAX_CONNECTIONS = 8
 
 def _no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
+
+
+class FileCredentials(CredentialProvider):
+    """A user name and a password file read again for each new connection (redis-py asks
+    its credential provider at every connect), so that a rotated password is picked up
+    without a restart: connections already open stay logged in as they were."""
+
+    def __init__(self, username: str | None, read: Callable[[], str | None]) -> None:
+        self.username = username
+        self.read = read
+
+    def get_credentials(self) -> tuple[str] | tuple[str, str]:
+        try:
+            password = self.read() or ""
+        except secrets.SecretUnreadable as exc:
+            # A RedisError, so redis-py closes the half-open connection; the boundary makes it
+            # a store failure (retried, 503 meanwhile).
+            raise RedisConnectionError(str(exc)) from None
+        return (self.username, password) if self.username else (password,)
+
+    async def get_credentials_async(self) -> tuple[str] | tuple[str, str]:
+        return self.get_credentials()
+
+
+def _login(
+    username: str | None, password: str | None, path: str | None, read: Callable[[], str | None]
+) -> dict[str, Any]:
+    """redis-py's login options: a user and password as given, or, for a password from a
+    file, a credential provider that reads it again at each connect."""
+    if path is None:
+        return {"username": username, "password": password}
+    return {"credential_provider": FileCredentials(username, read)}
 
 
 def tls_options(config: Config) -> dict[str, Any]:
@@ -58,8 +94,12 @@ def connect(config: Config) -> Client:
     certificate that is refused) is a ``RedisUnavailable`` from the first call, retried.
     """
     common: dict[str, Any] = {
-        "username": config.redis_username,
-        "password": config.redis_password,
+        **_login(
+            config.redis_username,
+            config.redis_password,
+            config.redis_password_file,
+            partial(secrets.redis_password, config),
+        ),
         "socket_timeout": None,  # redis-py's default is 5 s: the boundary's deadline instead
         "socket_connect_timeout": CONNECT_TIMEOUT_S,
         "health_check_interval": 0,
@@ -74,7 +114,12 @@ def connect(config: Config) -> Client:
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             list(config.redis_sentinels),
             sentinel_kwargs={
-                "password": config.redis_sentinel_password,
+                **_login(
+                    None,
+                    config.redis_sentinel_password,
+                    config.redis_sentinel_password_file,
+                    partial(secrets.redis_sentinel_password, config),
+                ),
                 "socket_timeout": CONNECT_TIMEOUT_S,
                 "socket_connect_timeout": CONNECT_TIMEOUT_S,
                 "retry": _no_retry(),
