@@ -13,6 +13,7 @@ import trio.testing
 from trio_worker.config import from_env
 from trio_worker.liveness import Liveness
 from trio_worker.metrics import Metrics
+from trio_worker.mysql.clock import ServerClock
 from trio_worker.periodic import Every
 from trio_worker.pipeline import BLOCK_S, Consumer, Holdings, Permits
 from trio_worker.pipeline.heartbeat import Lease, period_s
@@ -64,7 +65,7 @@ class TrickleQueue:
     async def ping(self) -> None:
         await trio.sleep(0.001)
 
-    async def read(self, key: str) -> list[Item]:
+    async def read(self, key: str, *, rename_to: str | None = None) -> list[Item]:
         raise AssertionError("no Redis failure here: nothing is re-read")
 
     async def wait_take(
@@ -86,7 +87,7 @@ def pipeline_over(queue: TrickleQueue, **changes: object) -> Consumer:
     shared = Shared(config, Status.for_metrics(metrics), metrics, Holdings(), live)
     lease = Lease()
     lease.hold()
-    return Consumer(shared, queue, Permits(1), lease, lambda: 1_700_000_000_000)
+    return Consumer(shared, queue, Permits(1), lease, ServerClock())
 
 
 async def test_an_idle_queue_flushes_at_once(autojump_clock: trio.abc.Clock) -> None:
@@ -191,3 +192,13 @@ async def test_periodic_work_stops_at_once_when_done(
         while await ticks.next():
             pass
     assert trio.current_time() - start == pytest.approx(0.25)
+
+
+async def test_periodic_work_can_wait_a_period_before_its_first_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    done = trio.Event()
+    start = trio.current_time()
+    ticks = Every(2.0, done, now=False)
+    assert await ticks.next()
+    assert trio.current_time() - start == pytest.approx(2.0)

@@ -11,10 +11,11 @@ class Every:
     runs now, then once per ``period_s`` (counted from the last deadline, or from now if the
     work overran it), until ``done`` is set, which ends the wait at once."""
 
-    def __init__(self, period_s: float, done: trio.Event) -> None:
+    def __init__(self, period_s: float, done: trio.Event, *, now: bool = True) -> None:
         self._period_s = period_s
         self._done = done
-        self._deadline: float | None = None
+        # now=False: the first run too waits a period.
+        self._deadline: float | None = None if now else trio.current_time()
 
     async def next(self) -> bool:
         """Wait for the next run (the first: no wait); False once ``done`` is set."""

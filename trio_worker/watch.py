@@ -41,7 +41,7 @@ class StoreWatch:
             (self.status.mysql, self.probes.mysql_failure),
             (self.status.redis, self.probes.redis_failure),
         ]
-        ticks = Every(PERIOD_S, done)
+        ticks = Every(PERIOD_S, done, now=False)  # the tasks report first, at start
         while await ticks.next():
             for health, probe in watched:
                 reported_at = health.reported_at
