@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import trio
 import trio_asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -121,7 +122,7 @@ async def test_a_stale_batch_is_refused_unless_the_ledger_knows_it(config: Confi
             with pytest.raises(ledger.StaleBatch):
                 await ledger.commit(conn, "old-1", rows, Turn(), past)
             with pytest.raises(ledger.StaleBatch):
-                await ledger.commit_row_by_row(conn, "old-1", rows, past)
+                await ledger.commit_apart(conn, "old-1", rows, past)
             assert (await ledger.commit(conn, "new-1", rows, Turn(), None)).now is True
             assert await ledger.commit(conn, "new-1", rows, Turn(), past) == ledger.Committed(
                 now=False
@@ -152,7 +153,7 @@ async def test_refused_rows_are_recorded_so_a_retry_dead_letters_exactly_those(
         try:
             with pytest.raises(ledger.BatchRejected):
                 await ledger.commit(conn, "b-7", rows, Turn())
-            assert await ledger.commit_row_by_row(conn, "b-7", rows) == ledger.Committed(
+            assert await ledger.commit_apart(conn, "b-7", rows) == ledger.Committed(
                 now=True, refused=[1]
             )
             # The reply was lost: the retry learns the outcome, and which rows were refused.
@@ -217,3 +218,33 @@ def test_the_joined_values_text_is_the_quoted_values_whatever_they_hold(
     """``values_text`` builds the text without quoting when no value holds a quote: a value
     with one (or several, or only quotes) must still come out quoted."""
     assert sqltext.values_text(rows) == ",".join(sqltext.values(rows))
+
+
+async def test_the_slow_path_halves_its_way_to_the_refused_rows_marking_each_step(
+    config: Config,
+) -> None:
+    """A batch MySQL refuses goes in parts: a few refused rows among 2,000 cost a few dozen
+    statements, not 2,003, and each is a step a liveness probe sees (before, the whole slow
+    path was one silent stretch, long enough at this size to look hung)."""
+    db = config.mysql_database
+    latin1 = VOTES_TABLE.split("votes", 1)[1].replace("utf8mb4", "latin1")
+    admin_sql(config, f"CREATE DATABASE `{db}`", f"CREATE TABLE `{db}`.votes {latin1}")
+    bad = {3, 500, 1999}
+    rows = [
+        (f"v{i} \U0001f600" if i in bad else f"v{i}", "a", "2026-11-28 10:00:00")
+        for i in range(2000)
+    ]
+    steps: list[float] = []
+    async with trio_asyncio.open_loop():
+        conn = await open_conn(config)
+        try:
+            with pytest.raises(ledger.BatchRejected):
+                await ledger.commit(conn, "b-9", rows, Turn())
+            done = await ledger.commit_apart(
+                conn, "b-9", rows, step=lambda: steps.append(trio.current_time())
+            )
+        finally:
+            conn.close()
+    assert done == ledger.Committed(now=True, refused=sorted(bad))
+    assert len(steps) <= 2 * len(bad) * 11 + 4  # 11 halvings reach one row of 2,000
+    assert len(sql_rows(config)) == 2000 - len(bad)

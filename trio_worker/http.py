@@ -29,21 +29,46 @@ PROBE_TIMEOUT_S = 2.0
 
 
 class _Check:
-    """One MySQL check under way, and its outcome once ``done``."""
+    """One check under way, and its outcome once ``done``."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, pending: StoreUnavailable) -> None:
         self.done = trio.Event()
-        self.error: StoreUnavailable | None = MySQLUnavailable(address, "check under way")
+        self.error: StoreUnavailable | None = pending
+
+
+class _OneAtATime:
+    """A store's check, run once at a time: a burst of callers shares the check under way
+    (one connection, never more), and each caller has its answer within the probe timeout."""
+
+    def __init__(self, check: Callable[[], Awaitable[StoreUnavailable | None]]) -> None:
+        self._check = check
+        self._under_way: _Check | None = None
+
+    async def __call__(self, pending: StoreUnavailable) -> StoreUnavailable | None:
+        check = self._under_way
+        if check is None:
+            check = self._under_way = _Check(pending)
+            try:
+                check.error = await self._check()
+            finally:
+                check.done.set()
+                self._under_way = None
+            return check.error
+        with trio.move_on_after(PROBE_TIMEOUT_S):
+            await check.done.wait()
+        return check.error
 
 
 class Probes:
-    """Live checks of both stores for /health (and the store watch), on their own
-    connections."""
+    """Live checks of both stores for /health (and the store watch), on connections of their
+    own: a burst of /health requests never takes a connection the pipeline needs. ``queue``
+    is a Redis client of the probes' own (``service.run`` opens it)."""
 
     def __init__(self, queue: RedisQueue, conn: Connection) -> None:
         self.queue = queue
         self.conn = conn
-        self._mysql_check: _Check | None = None
+        self._redis = _OneAtATime(self._check_redis)
+        self._mysql = _OneAtATime(self._check_mysql)
 
     async def redis(self) -> bool:
         return await self.redis_failure() is None
@@ -53,6 +78,13 @@ class Probes:
 
     async def redis_failure(self) -> StoreUnavailable | None:
         """None if Redis answers a PING within the probe timeout; else why not."""
+        return await self._redis(RedisUnavailable(self.queue.address, "check under way"))
+
+    async def mysql_failure(self) -> StoreUnavailable | None:
+        """None if MySQL answers within the probe timeout; else why not."""
+        return await self._mysql(MySQLUnavailable(self.conn.address, "check under way"))
+
+    async def _check_redis(self) -> StoreUnavailable | None:
         with trio.move_on_after(PROBE_TIMEOUT_S):
             try:
                 await self.queue.ping()
@@ -60,23 +92,6 @@ class Probes:
             except StoreUnavailable as exc:
                 return exc
         return RedisUnavailable(self.queue.address, f"no answer within {PROBE_TIMEOUT_S:g} s")
-
-    async def mysql_failure(self) -> StoreUnavailable | None:
-        """None if MySQL answers; else why not. One probe connection, one check at a time: a
-        burst of /health shares the check under way (opening no new connections), and each
-        answers within the probe timeout."""
-        check = self._mysql_check
-        if check is None:
-            check = self._mysql_check = _Check(self.conn.address)
-            try:
-                check.error = await self._check_mysql()
-            finally:
-                check.done.set()
-                self._mysql_check = None
-            return check.error
-        with trio.move_on_after(PROBE_TIMEOUT_S):
-            await check.done.wait()
-        return check.error
 
     async def _check_mysql(self) -> StoreUnavailable | None:
         with trio.move_on_after(PROBE_TIMEOUT_S):

@@ -167,6 +167,8 @@ async def _run(
         queue = RedisQueue(boundary, config, token=secrets.token_hex(8))
         lease = Lease()
         probe = Connection(config)
+        # The probes' own Redis client: a burst of /health never takes the pipeline's.
+        probe_queue = RedisQueue(Boundary.open(config, block_s=0), config)
         live = Liveness(config.mysql_read_timeout_s + SLACK_S)
         shared = Shared(config, status, metrics, Holdings(), live)
         permits, clock = Permits(FLUSHERS), ServerClock()
@@ -175,9 +177,9 @@ async def _run(
             Pruner(shared, queue, clock),
             Flushers(shared, queue, clock),
             Recovery(shared, queue, permits, lease),
-            Consumer(shared, queue, permits, lease, clock.now_ms),
+            Consumer(shared, queue, permits, lease, clock),
         )
-        probes = Probes(queue, probe)
+        probes = Probes(probe_queue, probe)
         app = create_app(status, metrics, probes, live)
         try:
             async with trio.open_nursery() as root:
@@ -203,7 +205,7 @@ async def _run(
             status.phase = "stopped"
             with trio.CancelScope(shield=True):
                 probe.close()
-                await _close(boundary)
+                await _close(boundary, probe_queue.boundary)
     if drained.is_set():
         log.info("stopped cleanly")
         return 0
@@ -211,13 +213,14 @@ async def _run(
     return 1
 
 
-async def _close(boundary: Boundary) -> None:
+async def _close(*boundaries: Boundary) -> None:
     """Close the Redis connections within ``CLEANUP_S``. The votes are stored or left for
     recovery by now, so a failure here is logged, not raised."""
     with trio.move_on_after(CLEANUP_S) as scope:
-        try:
-            await boundary.aclose()
-        except RedisUnavailable as exc:
-            log.warning("closing the Redis connections failed", extra={"error": str(exc)})
+        for boundary in boundaries:
+            try:
+                await boundary.aclose()
+            except RedisUnavailable as exc:
+                log.warning("closing the Redis connections failed", extra={"error": str(exc)})
     if scope.cancelled_caught:
         log.warning("closing the Redis connections took over %g s; gave up on them", CLEANUP_S)

@@ -25,6 +25,7 @@ from trio_worker.bridge import aio
 from trio_worker.config import Config
 from trio_worker.errors import MySQLUnavailable
 from trio_worker.mysql import login
+from trio_worker.mysql.clock import ServerTime, steady_s
 from trio_worker.mysql.codes import Code, code_of, mysql_errors
 from trio_worker.mysql.login import CONNECT_TIMEOUT_S
 from trio_worker.mysql.sql import SESSION, quote
@@ -37,6 +38,9 @@ log = logging.getLogger("trio_worker.mysql")
 IDLE_RECONNECT_S = 500.0
 # Two boot times this close are one server run (an uptime is read a moment after the clock).
 _SAME_BOOT_S = 5.0
+# The most abandoned sessions remembered; older ones the server ends itself (wait_timeout).
+ABANDONED_MAX = 64
+
 
 # Who we are talking to, what it allows, and its clock: one round trip after connecting.
 _HELLO = (
@@ -53,14 +57,17 @@ class Server:
     max_packet: int
     host: str
     port: int
-    booted_at: float  # the server's clock, seconds
-    clock_offset_s: float  # the server's clock minus ours
+    booted_at: float | None  # the server's clock, seconds; None where it doesn't say (a proxy)
+    clock: ServerTime  # the server's clock, read at connect
 
     def same_run(self, other: Server) -> bool:
-        """Whether ``other`` is this server, not restarted since (session ids restart)."""
-        return (self.host, self.port) == (other.host, other.port) and abs(
-            self.booted_at - other.booted_at
-        ) < _SAME_BOOT_S
+        """Whether ``other`` is this server, not restarted since (session ids restart). Where
+        neither says when it booted, the address alone decides."""
+        if (self.host, self.port) != (other.host, other.port):
+            return False
+        if self.booted_at is None or other.booted_at is None:
+            return self.booted_at is other.booted_at
+        return abs(self.booted_at - other.booted_at) < _SAME_BOOT_S
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,9 @@ class Connection:
         self.server: Server | None = None
         self._raw: Any = None
         self._session_id: int | None = None  # from the server's greeting
-        self._abandoned: Abandoned | None = None
+        # Every session given up on and not yet known to be gone, oldest first: each reconnect
+        # that fails after the greeting adds one, and each may hold a lock.
+        self._abandoned: list[Abandoned] = []
         self._last_used = time.monotonic()
 
     @property
@@ -118,46 +127,65 @@ class Connection:
             # Given up after the greeting (e.g. frozen at the driver's own set-up): the
             # server has a session for us, which the next connection kills.
             if greeted and getattr(greeted[0], "server_thread_id", None):
-                self._abandoned = Abandoned(int(greeted[0].server_thread_id[0]), None)
+                self._remember(Abandoned(int(greeted[0].server_thread_id[0]), None))
                 _hard_close(greeted[0])
             raise
         self._session_id = int(self._raw.server_thread_id[0])
         self._last_used = time.monotonic()
         await self.execute(SESSION)
-        before = time.time()
+        before = steady_s()
         rows, uptime = await self._hello()
-        after = time.time()
+        after = steady_s()
         session_id, max_packet, host, port, server_now = rows[0]
+        now = float(server_now)
         self.server = Server(
             int(session_id),
             int(max_packet),
             str(host),
             int(port),
-            float(server_now) - float(uptime),
-            float(server_now) - (before + after) / 2,
+            None if uptime is None else now - float(uptime),
+            ServerTime(now, (before + after) / 2),
         )
         await self._kill_abandoned()
 
-    async def _hello(self) -> tuple[list[tuple[Any, ...]], str]:
-        async def job(raw: Any) -> tuple[list[tuple[Any, ...]], str]:
+    async def server_time(self) -> ServerTime:
+        """The server's clock now (one round trip)."""
+        before = steady_s()
+        rows = await self.execute("SELECT UNIX_TIMESTAMP(NOW(6))")
+        after = steady_s()
+        await self.commit()
+        return ServerTime(float(rows[0][0]), (before + after) / 2)
+
+    async def _hello(self) -> tuple[list[tuple[Any, ...]], str | None]:
+        async def job(raw: Any) -> tuple[list[tuple[Any, ...]], str | None]:
             async with raw.cursor() as cur:
                 await cur.execute(_HELLO)
                 rows = list(await cur.fetchall())
                 await cur.nextset()
-                uptime = (await cur.fetchall())[0][1]
+                # No row where a proxy in front of the server answers the status itself.
+                status = list(await cur.fetchall())
             await raw.commit()
-            return rows, str(uptime)
+            return rows, str(status[0][1]) if status else None
 
         return await self.run(job)
 
+    def _remember(self, abandoned: Abandoned) -> None:
+        self._abandoned.append(abandoned)
+        del self._abandoned[:-ABANDONED_MAX]
+
     async def _kill_abandoned(self) -> None:
-        """Kill the session of the connection we gave up on, if it is on this same server: the
-        same server run, or (when we gave up before learning it) a session of our own user."""
-        old, self._abandoned = self._abandoned, None
-        if old is None or self.server is None:
-            return
-        if old.server is not None and not old.server.same_run(self.server):
-            return
+        """Kill the sessions of the connections we gave up on that are on this same server: the
+        same server run, or (when we gave up before learning it) a session of our own user.
+        Each is forgotten only once killed, or known to be gone."""
+        while self._abandoned and self.server is not None:
+            old = self._abandoned[0]
+            here = old.server is None or old.server.same_run(self.server)
+            if here and await self._kill(old):
+                log.info("killed the abandoned session", extra={"session_id": old.session_id})
+            self._abandoned.pop(0)
+
+    async def _kill(self, old: Abandoned) -> bool:
+        """KILL ``old``'s session; False if it was gone already (or is not ours to kill)."""
         session, user = old.session_id, quote(self.config.mysql_user)
 
         async def job(raw: Any) -> bool:
@@ -177,8 +205,7 @@ class Connection:
                     return False
             return True
 
-        if await self.run(job):
-            log.info("killed the abandoned session", extra={"session_id": session})
+        return await self.run(job)
 
     def close(self) -> None:
         """A hard close: no QUIT round trip that could hang on a dead peer."""
@@ -190,7 +217,7 @@ class Connection:
         """Close after a failure: the server may still hold the session (and its locks), so
         the next ``open`` kills it."""
         if self._raw is not None and self._session_id is not None:
-            self._abandoned = Abandoned(self._session_id, self.server)
+            self._remember(Abandoned(self._session_id, self.server))
         self.close()
 
     async def run(self, job: Callable[[Any], Awaitable[T]]) -> T:

@@ -9,14 +9,14 @@ nothing more and closes its end of the channel.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from functools import partial
 from typing import Protocol
 
 import trio
 
 from trio_worker.errors import RedisUnavailable
+from trio_worker.mysql.clock import ServerClock
 from trio_worker.pipeline.batch import Batch, BatchIds, prepare
 from trio_worker.pipeline.heartbeat import Lease
 from trio_worker.pipeline.permits import Permits
@@ -60,7 +60,7 @@ class Source(Protocol):
         self, key: str, count: int, timeout_s: float, *, drop: Sequence[str] = ...
     ) -> Taken: ...
 
-    async def read(self, key: str) -> list[Item]: ...
+    async def read(self, key: str, *, rename_to: str | None = ...) -> list[Item]: ...
 
 
 def _bytes(items: list[Item]) -> int:
@@ -74,13 +74,14 @@ class Consumer(Task):
         queue: Source,
         permits: Permits,
         lease: Lease,
-        now_ms: Callable[[], int],
+        clock: ServerClock,
     ) -> None:
         super().__init__(shared)
         self.queue = queue
         self.permits = permits
         self.lease = lease
-        self.now_ms = now_ms  # the MySQL server's clock, for batch ids
+        self.clock = clock  # the MySQL server's: batch ids, and the time of unstamped votes
+        self.ids = BatchIds(clock.now_ms)
         self._backoff = Backoff()
         self.pause_s = 0.0  # how long to wait before the next take (after a failed one)
 
@@ -95,7 +96,6 @@ class Consumer(Task):
         async with send:
             await retry(self.status.redis, self.queue.ping)  # its connection is open
             task_status.started()
-            ids = BatchIds(self.now_ms)
             while not stop.is_set():
                 # Waiting for a free flusher, or for our worker id, is not hanging.
                 self.live.idle("consumer")
@@ -109,7 +109,7 @@ class Consumer(Task):
                     permit.release()
                     break
                 try:
-                    batch = await self.fill(ids.next())
+                    batch = await self.fill(self.ids.next())
                 except BaseException:
                     permit.release()
                     raise
@@ -151,19 +151,29 @@ class Consumer(Task):
             items = []
         except RedisUnavailable as exc:
             self.status.redis.failed(exc)
+            # Read under a fresh batch id: a take sent on the connection given up on may yet
+            # land in the old list, where recovery finds it, not in what this batch commits.
+            batch_id, old_key = self.ids.next(), key
+            key = self.queue.keys.inflight(self.config.worker_id, batch_id)
+            self.holdings.hold(key)
             step = partial(self.live.busy, "consumer")
             try:
-                items = await retry(self.status.redis, lambda: self.queue.read(key), step=step)
+                items = await retry(
+                    self.status.redis,
+                    lambda: self.queue.read(old_key, rename_to=key),
+                    step=step,
+                )
             except LeaseLost:
                 self._lease_lost(batch_id)
                 items = []
+            self.holdings.release(old_key)
             # A take that keeps failing while reads succeed (a Redis that refuses writes) must
             # not spin: the next take waits.
             self.pause_s = self._backoff.next_delay()
         if not items:
             self.holdings.release(key)
             return None
-        return prepare(batch_id, key, items, datetime.now(UTC), self.config, self.queue.keys)
+        return prepare(batch_id, key, items, self.clock.now(), self.config, self.queue.keys)
 
     def _lease_lost(self, batch_id: str) -> None:
         """Our heartbeat no longer holds our token: another live process holds our worker id,

@@ -94,7 +94,10 @@ class Flushers(Task):
             async for batch in receive:
                 step()
                 await retry(
-                    self.status.mysql, partial(self._commit, conn, batch), step=step, writes=True
+                    self.status.mysql,
+                    partial(self._commit, conn, batch, step),
+                    step=step,
+                    writes=True,
                 )
                 self.metrics.inflight.dec(batch.size)
                 self.metrics.batch_size.observe(batch.size)
@@ -109,14 +112,18 @@ class Flushers(Task):
     async def _open(self, conn: Connection) -> None:
         # On every (re)connect: an operator may have dropped a table.
         await open_with_schema(conn)
-        self.clock.learn(conn.server)
+        assert conn.server is not None
+        self.clock.set(conn.server.clock)
 
-    async def _commit(self, conn: Connection, batch: Batch) -> None:
-        """One attempt at committing the batch's rows (``retry`` makes it exactly once)."""
+    async def _commit(self, conn: Connection, batch: Batch, step: Callable[[], None]) -> None:
+        """One attempt at committing the batch's rows (``retry`` makes it exactly once);
+        ``step()`` at each statement of the slow path (progress, for liveness)."""
         if not batch.rows:
             return
         if not conn.is_open or conn.idle_too_long():
             await self._open(conn)
+        elif self.clock.stale():
+            self.clock.set(await conn.server_time())
         started = time.perf_counter()
         fresh = fresh_bounds(started_ms(batch.batch_id), self.config.ledger_retention_s)
         try:
@@ -125,9 +132,9 @@ class Flushers(Task):
                     conn, batch.batch_id, batch.rows, InsertTurn(self._turns), fresh
                 )
             except ledger.BatchRejected as exc:
-                log.warning("batch rejected, retrying row by row", extra={"error": str(exc)})
+                log.warning("batch rejected, retrying in parts", extra={"error": str(exc)})
                 self.metrics.database_errors.inc()
-                done = await ledger.commit_row_by_row(conn, batch.batch_id, batch.rows, fresh)
+                done = await ledger.commit_apart(conn, batch.batch_id, batch.rows, fresh, step=step)
         except ledger.StaleBatch:
             self._quarantine(batch)
             return

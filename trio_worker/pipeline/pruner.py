@@ -60,7 +60,8 @@ class Pruner(Task):
 
     async def _open(self, conn: Connection) -> None:
         await open_with_schema(conn)
-        self.clock.learn(conn.server)
+        assert conn.server is not None
+        self.clock.set(conn.server.clock)
 
     async def prune(self, conn: Connection) -> int:
         """One pass: the registered lists' batches are spared."""

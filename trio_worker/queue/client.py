@@ -26,9 +26,10 @@ from trio_worker.config import Config, secrets
 Client = aredis.Redis | RedisCluster
 
 CONNECT_TIMEOUT_S = 5.0
-# Connections per server (per node in a cluster): the consumer's blocking one, three flushers,
-# the heartbeat, recovery, the pruner and /health.
-MAX_CONNECTIONS = 8
+# Connections per server (per node in a cluster) of one client. The pipeline's may all be in
+# use at once: the consumer's (a blocking one, and the script connection it keeps), three
+# flushers, the heartbeat, recovery and the pruner; /health has a client of its own.
+MAX_CONNECTIONS = 12
 
 
 def _no_retry() -> Retry:

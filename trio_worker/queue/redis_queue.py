@@ -183,10 +183,13 @@ class RedisQueue:
         await self._replicas.check(acked, bool(taken.items))
         return taken
 
-    async def read(self, key: str) -> list[Item]:
+    async def read(self, key: str, *, rename_to: str | None = None) -> list[Item]:
         """What one of our in-flight lists holds (registering it again); ``LeaseLost`` if a
-        twin holds our worker id."""
+        twin holds our worker id. With ``rename_to``, the list is moved there first and read
+        under that name: no write sent before can land in what was read (``scripts.READ``)."""
         keys = [key, self.keys.registry, self._beat_key]
+        if rename_to is not None:
+            keys.append(rename_to)
         args = [self.token, self.max_bytes, PREVIEW_BYTES]
         acked = 0
         if not self._replicas.wanted:

@@ -131,20 +131,41 @@ return {items, redis.call('LLEN', KEYS[1]), large, full}
 
 READ = Script(
     "read",
-    # KEYS: 1 one of our in-flight lists, 2 the registry, 3 our heartbeat
+    # KEYS: 1 one of our in-flight lists, 2 the registry, 3 our heartbeat,
+    #       4 (optional) a new name for the list, under a fresh batch id
     # ARGV: 1 our lease token, 2 MAX_MESSAGE_BYTES, 3 preview bytes
     # Re-reads a list (after a lost reply, or to recover it), registering it again if it holds
     # anything: a takeover pass may have unregistered it while we were paused. Returns -1 if the
     # lease is not ours, else {votes, oversized} ({} and unregistered if the list is gone).
+    # With KEYS[4], the list is read under its new name, moved there first (appended, should
+    # the new name hold votes already: a repeat after a lost reply): a take still on its way
+    # to the old name (sent on a connection given up on) then lands in a list of its own,
+    # which recovery finds, never in the batch being committed from this read.
     _GUARD
     + """
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
-if redis.call('EXISTS', KEYS[1]) == 0 then
+local key = KEYS[1]
+if KEYS[4] then
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    if redis.call('EXISTS', KEYS[4]) == 0 then
+      redis.call('RENAME', KEYS[1], KEYS[4])
+    else
+      local moved = redis.call('LRANGE', KEYS[1], 0, -1)
+      for i = 1, #moved, 1000 do
+        redis.call('RPUSH', KEYS[4], unpack(moved, i, math.min(i + 999, #moved)))
+      end
+      redis.call('DEL', KEYS[1])
+    end
+  end
   redis.call('SREM', KEYS[2], KEYS[1])
+  key = KEYS[4]
+end
+if redis.call('EXISTS', key) == 0 then
+  redis.call('SREM', KEYS[2], key)
   return {{}, {}}
 end
-redis.call('SADD', KEYS[2], KEYS[1])
-local items = redis.call('LRANGE', KEYS[1], 0, -1)
+redis.call('SADD', KEYS[2], key)
+local items = redis.call('LRANGE', key, 0, -1)
 local votes, large = guarded(items, tonumber(ARGV[2]), tonumber(ARGV[3]))
 return {votes, large}
 """,
