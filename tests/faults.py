@@ -14,6 +14,11 @@ Faults:
   connection is cut: the request did not take effect.
 - ``half_reply_after(pattern)``: like ``cut_reply_after``, but the first half of the reply's first
   chunk is delivered before the cut: the client's parser sees a truncated reply.
+- ``delay_before(pattern)``: the next client chunk containing ``pattern`` waits, and its
+  connection with it (the client's close included), until ``deliver_delayed()`` forwards it to
+  the server: a request that takes effect long after its client gave up on it (``delaying``
+  is set while one waits). ``deliver_delayed_after(pattern)``: right after the next client
+  chunk containing ``pattern`` (on any connection) is forwarded.
 - ``hold_reply_after(pattern)`` / ``hold_before(pattern)``: the request is forwarded (or not) and
   then the connection freezes; ``holding`` is set, so a test can kill the client at exactly that
   moment. A frozen connection passes nothing, not even the client's close (as a dead network
@@ -64,6 +69,10 @@ class FaultProxy:
         self._hold_reply: list[bytes] = []
         self._hold_before: list[bytes] = []
         self._blackhole_after: list[bytes] = []
+        self._delay_before: list[bytes] = []
+        self._deliver_after: list[bytes] = []
+        self._deliver = trio.Event()
+        self.delaying = trio.Event()
         self.holding = trio.Event()
         self._released = trio.Event()
         self._flowing = trio.Event()
@@ -105,6 +114,18 @@ class FaultProxy:
 
     def hold_before(self, pattern: bytes) -> None:
         self._hold_before.append(pattern)
+
+    def delay_before(self, pattern: bytes) -> None:
+        self._delay_before.append(pattern)
+
+    def deliver_delayed_after(self, pattern: bytes) -> None:
+        self._deliver_after.append(pattern)
+
+    def deliver_delayed(self) -> None:
+        """Forward the delayed requests to the server now (their replies go nowhere)."""
+        self._deliver.set()
+        self._deliver = trio.Event()
+        self.delaying = trio.Event()
 
     def watch(self, pattern: bytes) -> None:
         if pattern not in self._watched:
@@ -151,6 +172,8 @@ class FaultProxy:
             self._hold_reply,
             self._hold_before,
             self._blackhole_after,
+            self._delay_before,
+            self._deliver_after,
         ]
 
     @property
@@ -167,6 +190,15 @@ class FaultProxy:
             await released.wait()
         finally:
             self._held.discard(conn)
+        scope.cancel()
+
+    async def _delay(self, conn: _Conn, chunk: bytes | bytearray, scope: trio.CancelScope) -> None:
+        self.fired["delay_before"] += 1
+        deliver = self._deliver
+        self.delaying.set()
+        await deliver.wait()
+        await conn.server.send_all(chunk)
+        await trio.sleep(0.5)  # the server reads and runs it; the reply has no one to go to
         scope.cancel()
 
     async def _handle(self, client: trio.SocketStream) -> None:
@@ -221,6 +253,9 @@ class FaultProxy:
             if self._take(self._hold_before, chunk):
                 await self._freeze("hold_before", conn, scope)
                 return
+            if self._take(self._delay_before, chunk):
+                await self._delay(conn, chunk, scope)
+                return
             if self._take(self._cut_reply, chunk):
                 conn.drop_reply = True
             elif self._take(self._half_reply, chunk):
@@ -230,7 +265,10 @@ class FaultProxy:
             if self._take(self._blackhole_after, chunk):
                 self.fired["blackhole_after"] += 1
                 self.set_blackhole(True)  # this chunk has passed its hold: it alone goes on
+            deliver = self._take(self._deliver_after, chunk)
             await conn.server.send_all(chunk)
+            if deliver:
+                self.deliver_delayed()
         if conn.released is not None:
             await conn.released.wait()  # frozen: the server must not learn of the close
         scope.cancel()

@@ -28,6 +28,11 @@ class Keys:
     def is_large(self, key: str) -> bool:
         return key.startswith(f"{self.queue}:large:")
 
+    @property
+    def settings(self) -> str:
+        """A hash: each live worker's settings that others must agree with, by worker id."""
+        return f"{self.queue}:settings"
+
     def heartbeat(self, worker_id: str) -> str:
         return f"{self.queue}:worker:{worker_id}"
 

@@ -248,10 +248,14 @@ return {1, 0}
 
 UNBEAT = Script(
     "unbeat",
-    # KEYS: 1 our heartbeat   ARGV: 1 our lease token
-    # Deletes the heartbeat if it is ours, so other workers take over what we leave at once.
+    # KEYS: 1 our heartbeat, 2 the workers' settings   ARGV: 1 our lease token, 2 our worker id
+    # Deletes the heartbeat if it is ours, so other workers take over what we leave at once, and
+    # our settings with it.
     """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('HDEL', KEYS[2], ARGV[2])
+end
 return 1
 """,
 )
