@@ -27,6 +27,9 @@ class Stores:
     mysql_port: int
     mysql_user: str
     mysql_password: str
+    # Where the MySQL server itself listens, when the bench connects through a proxy (HAProxy
+    # in front of a Galera cluster): its CPU is the server's, not the proxy's.
+    mysql_server_port: int | None = None
 
     @classmethod
     def from_env(cls) -> Stores:
@@ -114,7 +117,9 @@ def listeners(ports: dict[str, int]) -> dict[str, psutil.Process]:
 
 
 def servers(stores: Stores) -> dict[str, psutil.Process]:
-    return listeners({"redis": stores.redis_port, "mariadb": stores.mysql_port})
+    return listeners(
+        {"redis": stores.redis_port, "mariadb": stores.mysql_server_port or stores.mysql_port}
+    )
 
 
 def server_versions(stores: Stores) -> dict[str, str]:
