@@ -287,10 +287,7 @@ async def test_quorum_lost_the_worker_waits_then_resumes_once_the_cluster_is_pri
     producer = Producer(queue_client, config.vote_queue)
     rows = RowCount(last, config.mysql_database, dirty=True)
     log = tmp_path / "worker.log"
-    ready, live = (
-        f"http://127.0.0.1:{config.http_port}/ready",
-        (f"http://127.0.0.1:{config.http_port}/live"),
-    )
+    url = f"http://127.0.0.1:{config.http_port}"
     figures: dict[str, Any] = {"haproxy_bound_s": out_within}
     async with worker_process(config, log) as proc, trio.open_nursery() as nursery:
         nursery.start_soon(trio.to_thread.run_sync, producer.run)
@@ -316,13 +313,14 @@ async def test_quorum_lost_the_worker_waits_then_resumes_once_the_cluster_is_pri
             # HAProxy sends no connection anywhere: every node is out.
             assert cluster.proxy.servers() == {"db1": "DOWN", "db2": "DOWN", "db3": "DOWN"}
             assert await trio.to_thread.run_sync(cluster.routed_to) is None
-            await wait_until(lambda: http_status(ready) == 503, what="/ready 503")
+            await wait_until(lambda: http_status(f"{url}/ready") == 503, what="/ready 503")
             waiting = time.monotonic()
             figures["ready_503_s"] = waiting - no_quorum
-            # The worker waits: alive, not ready, nothing written.
+            # The worker waits: alive, not ready, MySQL reported down, nothing written.
             while time.monotonic() < waiting + OUTAGE_HELD_S:
-                assert http_status(live) == 200
-                assert http_status(ready) == 503
+                assert http_status(f"{url}/live") == 200
+                assert http_status(f"{url}/ready") == 503
+                assert http_status(f"{url}/health") == 503
                 await trio.sleep(0.2)
             # The operator's recovery: the survivor becomes the Primary Component on its own.
             with last.admin() as conn, conn.cursor() as cur:
@@ -342,7 +340,7 @@ async def test_quorum_lost_the_worker_waits_then_resumes_once_the_cluster_is_pri
             first = rows.first_above(count)
             assert first is not None
             figures["resumed_s"] = first - primary
-            await wait_until(lambda: http_status(ready) == 200, what="/ready 200")
+            await wait_until(lambda: http_status(f"{url}/ready") == 200, what="/ready 200")
             producer.stop.set()
             await wait_until(producer.done.is_set, what="the producer to stop")
             await wait_until(
