@@ -20,6 +20,11 @@ GALERA_REFUSALS = [
     (Code.UNKNOWN_COM_ERROR, "WSREP has not yet prepared node for application use"),
     # The node left the Primary Component while the transaction replicated.
     (Code.ERROR_DURING_COMMIT, 'Got error 6 "No such device or address" during COMMIT'),
+    (
+        Code.ERROR_DURING_COMMIT,
+        "Error while appending streaming replication fragment(provider status: Not connected"
+        " to Primary Component)",
+    ),
     # A certification conflict: another node committed a write-set on the same key first.
     (Code.LOCK_DEADLOCK, "Deadlock found when trying to get lock; try restarting transaction"),
 ]

@@ -65,8 +65,10 @@ class Code(IntEnum):
     # same key first (for the ledger: the same batch, committed there). Retried on a new
     # connection; the retry finds the ledger row and stores nothing.
     LOCK_DEADLOCK = 1213
-    # Galera: "Got error 6 during COMMIT", the node left the Primary Component while the
-    # transaction replicated; not committed anywhere. A store failure, retried.
+    # Galera: "Error while appending streaming replication fragment (provider status: Not
+    # connected to Primary Component)" or "Got error 6 during COMMIT": the node left the Primary
+    # Component while the transaction replicated; not committed anywhere. A store failure,
+    # retried.
     ERROR_DURING_COMMIT = 1180
     # The connection or the server, not the statement.
     CON_COUNT_ERROR = 1040
