@@ -51,6 +51,8 @@ def node_settings(cluster: Galera) -> dict[str, str]:
 def table(res: dict[str, Any]) -> str:
     m, drains, summary = res["machine"], res["drains"], res["drain_summary"]
     c1k = res["ceiling_1000"]
+    size = res["settings"]["batch_size"]
+    settings = "default settings" if size is None else f"BATCH_SIZE={size}"
     lines = [
         f"machine: {m['cpu']}, {m['cores']} cores; load avg {load_avg(m['load_avg_before'])} "
         f"before, {load_avg(m['load_avg_after'])} after",
@@ -60,8 +62,8 @@ def table(res: dict[str, Any]) -> str:
         f"{'cluster, 1,000-row INSERTs, votes/s':<44}{c1k['votes_per_s']:>12,.0f}   "
         f"{c1k['votes_per_s'] / res['ceilings'][0]['votes_per_s']:.2f} x the ceiling after it",
         "",
-        f"drains of {drains[0]['votes']:,} votes through HAProxy, default settings, each between",
-        f"two ceilings (the cluster alone: {CEILING_ROWS_PER_STATEMENT:,}-row INSERTs, one "
+        f"drains of {drains[0]['votes']:,} votes through HAProxy, {settings}, each between two",
+        f"ceilings (the cluster alone: {CEILING_ROWS_PER_STATEMENT:,}-row INSERTs, one "
         "connection, through HAProxy):",
         f"{'run':>4}{'ceiling':>10}{'drain':>10}{'ceiling':>10}{'drain /':>9}{'worker':>9}"
         f"{'writer':>9}",
@@ -94,12 +96,15 @@ def run(args: Any) -> int:
     if lacking:
         raise SystemExit(f"--galera needs {', '.join(lacking)} (Debian: galera-4 haproxy rsync)")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    output = args.output if args.output != RESULTS / "latest.json" else RESULTS / "galera.json"
+    output = args.output
+    if output == RESULTS / "latest.json":  # not given: the main run's file is left alone
+        suffix = "" if args.batch_size is None else f"-batch{args.batch_size}"
+        output = RESULTS / f"galera{suffix}.json"
     started = time.monotonic()
     res: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", ""),
         "machine": machine(),
-        "settings": {"count": args.count, "repeats": args.repeats},
+        "settings": {"count": args.count, "repeats": args.repeats, "batch_size": args.batch_size},
     }
     with tempfile.TemporaryDirectory(prefix="tw-bench-galera-") as tmp:
         say("galera: starting three nodes and HAProxy (deploy/galera)")
@@ -118,7 +123,7 @@ def run(args: Any) -> int:
             say(f"the cluster at the default batch: {args.count:,} rows as 1,000-row INSERTs")
             res["ceiling_1000"] = ceiling(stores, args.count, 1000)
             say(f"  {res['ceiling_1000']['votes_per_s']:,.0f} votes/s")
-            res.update(drains_between_ceilings(stores, args.count, args.repeats))
+            res.update(drains_between_ceilings(stores, args.count, args.repeats, args.batch_size))
             assert cluster.routed_to() is cluster.nodes[0], "HAProxy moved off the first node"
     res["drain_summary"] = summarise_drains(res["drains"])
     res["machine"]["load_avg_after"] = list(os.getloadavg())

@@ -56,6 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f" (deploy/galera; default --count {GALERA_COUNT:,}); writes bench/results/galera.json"
     )
     p.add_argument("--galera", action="store_true", help=galera_help)
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="with --galera: the drains' BATCH_SIZE"
+    )
     p.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = p.parse_args(argv)
     if args.count is None:
@@ -67,15 +70,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def drains_between_ceilings(stores: Stores, count: int, repeats: int) -> dict[str, Any]:
+def drains_between_ceilings(
+    stores: Stores, count: int, repeats: int, batch_size: int | None = None
+) -> dict[str, Any]:
     """ceiling, drain, ceiling, drain, ..., ceiling: each drain against the mean of its two."""
     say(f"ceiling: {count:,} rows as {CEILING_ROWS_PER_STATEMENT:,}-row INSERTs")
     ceilings = [ceiling(stores, count)]
     say(f"  {ceilings[-1]['votes_per_s']:,.0f} votes/s")
     drains = []
     for k in range(1, repeats + 1):
-        say(f"drain {k}/{repeats}: {count:,} votes, a fresh worker with default settings")
-        d = drain(stores, count)
+        settings = "default settings" if batch_size is None else f"BATCH_SIZE={batch_size}"
+        say(f"drain {k}/{repeats}: {count:,} votes, a fresh worker with {settings}")
+        d = drain(stores, count, batch_size=batch_size)
         say(f"  {d['votes_per_s']:,.0f} votes/s, worker {d['worker_cpu_us_per_vote']:.2f} us/vote,"
             f" peak RSS {d['peak_rss_mb']:.0f} MB")  # fmt: skip
         say("ceiling again, after it")
