@@ -6,7 +6,8 @@ points the bench's MySQL at HAProxy; Redis stays the local one. Then, as the mai
 the ceiling, a drain, the ceiling again, ... (``bench.main.drains_between_ceilings``), every
 connection through HAProxy to the node that takes the writes, whose commits wait for the other
 two to receive the write-set. The ratio drain / ceiling says what the worker costs on top of
-what certification costs any client. MariaDB CPU figures are the writing node's only.
+what certification costs any client. The MariaDB CPU per vote is the writing node's; the
+drains' cores busy show every node and HAProxy apart, and ``others`` what else ran.
 """
 
 from __future__ import annotations
@@ -65,22 +66,27 @@ def table(res: dict[str, Any]) -> str:
         f"drains of {drains[0]['votes']:,} votes through HAProxy, {settings}, each between two",
         f"ceilings (the cluster alone: {CEILING_ROWS_PER_STATEMENT:,}-row INSERTs, one "
         "connection, through HAProxy):",
+        "(writer: the node taking the writes; others: cores busy with every process that is",
+        "not the worker, Redis, a node or HAProxy, this bench's watching excluded):",
         f"{'run':>4}{'ceiling':>10}{'drain':>10}{'ceiling':>10}{'drain /':>9}{'worker':>9}"
-        f"{'writer':>9}",
+        f"{'writer':>9}{'others':>8}",
         f"{'':>4}{'before':>10}{'votes/s':>10}{'after':>10}{'ceiling':>9}{'us/vote':>9}"
-        f"{'us/vote':>9}",
+        f"{'us/vote':>9}{'cores':>8}",
     ]
     for k, d in enumerate(drains, 1):
         lines.append(
             f"{k:>4}{d['ceiling_before']:>10,.0f}{d['votes_per_s']:>10,.0f}"
             f"{d['ceiling_after']:>10,.0f}{d['vs_ceiling']:>9.2f}"
             f"{d['worker_cpu_us_per_vote']:>9.2f}{d['mariadb_cpu_us_per_vote']:>9.2f}"
+            f"{d['others_cores_busy']:>8.2f}"
         )
     r = summary["vs_ceiling"]
-    lines.append(
+    cores = " ".join(f"{k} {v}" for k, v in drains[0]["cpu_cores_busy"].items())
+    lines += [
         f"  drain / ceiling        min {r['min']:.2f}  median {r['median']:.2f}  max {r['max']:.2f}"
-        f"   >= {DRAIN_VS_CEILING:.2f} in every run: {res['targets']['drain_vs_ceiling']}"
-    )
+        f"   >= {DRAIN_VS_CEILING:.2f} in every run: {res['targets']['drain_vs_ceiling']}",
+        f"  CPU cores busy         {cores} (run 1)",
+    ]
     bad = [
         f"drain {k}: exit {d['worker_exit_status']}, {d['inflight_left']} in-flight lists"
         for k, d in enumerate(drains, 1)
@@ -115,7 +121,7 @@ def run(args: Any) -> int:
                 mysql_port=cluster.port,
                 mysql_user="root",
                 mysql_password="",
-                mysql_server_port=cluster.nodes[0].port,
+                mysql_server_ports=tuple(n.port for n in cluster.nodes),
             )
             res["nodes"] = [n.name for n in cluster.nodes]
             res["servers"] = server_versions(stores)
