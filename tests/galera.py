@@ -86,6 +86,9 @@ class GaleraNode(MariaDBServer):
             f"--wsrep-provider-options={provider_options}",
             "--wsrep-sst-method=rsync",
             f"--wsrep-sst-receive-address=127.0.0.1:{self.sst_port}",
+            # Its temporary tables (a GROUP BY over the votes goes to disk) in its own
+            # directory: /tmp is the machine's, and others clean it.
+            f"--tmpdir={self.directory / 'tmp'}",
             # What Galera requires (docs/operations.md says why).
             "--binlog-format=ROW",
             "--innodb-autoinc-lock-mode=2",
@@ -97,6 +100,7 @@ class GaleraNode(MariaDBServer):
         """The first node gets a fresh data directory; the others an empty one, filled by a
         state transfer from a member. As root, the joiner's rsync daemon runs as ``nobody``
         (rsync's default), so the empty directory is given to it."""
+        (self.directory / "tmp").mkdir()
         if self.bootstrap:
             self.install()
             return
