@@ -45,7 +45,9 @@ from tests.servers import free_port
 from trio_worker.config import Config, from_env
 
 NODE_LOSS_VOTES = 200_000
-FIRST_COMMIT_AFTER_KILL_S = 10.0  # the bound the issue states
+# The promises: a commit within 10 s of losing the node written to, and within 5 s of the
+# cluster having a Primary Component again.
+FIRST_COMMIT_AFTER_KILL_S = 10.0
 RESUMED_AFTER_PRIMARY_S = 5.0
 QUORUM_RATE_PER_S = 2000
 OUTAGE_HELD_S = 4.0  # how long the test keeps the cluster without quorum once the worker waits
