@@ -28,12 +28,16 @@ from bench.report import machine, summarise_drains, table, verdicts
 from bench.stores import Stores, cleanup, server_versions
 from bench.sweep import sweep
 
+# --galera's backlog: three nodes share this machine's cores with the worker, and each of the
+# seven stages (four ceilings, three drains) replicates every row twice.
+GALERA_COUNT = 300_000
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="just bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    p.add_argument("--count", type=int, default=1_000_000, help="backlog drained (default 1M)")
+    p.add_argument("--count", type=int, default=None, help="backlog drained (default 1M)")
     p.add_argument("--repeats", type=int, default=3, help="drains, each between two ceilings")
     one_help = "votes for the one-at-a-time design"
     p.add_argument("--one-at-a-time-count", type=int, default=20_000, help=one_help)
@@ -47,8 +51,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sweep-seconds", type=float, default=5)
     p.add_argument("--quick", action="store_true", help="a short run (a minute or two)")
     p.add_argument("--profile", action="store_true", help="one more drain, under py-spy")
+    galera_help = (
+        "instead: the drain and the ceiling on a private MariaDB Galera Cluster behind HAProxy"
+        f" (deploy/galera; default --count {GALERA_COUNT:,}); writes bench/results/galera.json"
+    )
+    p.add_argument("--galera", action="store_true", help=galera_help)
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="with --galera: the drains' BATCH_SIZE"
+    )
     p.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = p.parse_args(argv)
+    if args.count is None:
+        args.count = GALERA_COUNT if args.galera else 1_000_000
     if args.quick:
         args.count, args.one_at_a_time_count = 100_000, 5_000
         args.rate_seconds, args.startup_seconds, args.sweep_seconds = 3, 5, 2
@@ -56,15 +70,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def drains_between_ceilings(stores: Stores, count: int, repeats: int) -> dict[str, Any]:
+def drains_between_ceilings(
+    stores: Stores, count: int, repeats: int, batch_size: int | None = None
+) -> dict[str, Any]:
     """ceiling, drain, ceiling, drain, ..., ceiling: each drain against the mean of its two."""
     say(f"ceiling: {count:,} rows as {CEILING_ROWS_PER_STATEMENT:,}-row INSERTs")
     ceilings = [ceiling(stores, count)]
     say(f"  {ceilings[-1]['votes_per_s']:,.0f} votes/s")
     drains = []
     for k in range(1, repeats + 1):
-        say(f"drain {k}/{repeats}: {count:,} votes, a fresh worker with default settings")
-        d = drain(stores, count)
+        settings = "default settings" if batch_size is None else f"BATCH_SIZE={batch_size}"
+        say(f"drain {k}/{repeats}: {count:,} votes, a fresh worker with {settings}")
+        d = drain(stores, count, batch_size=batch_size)
         say(f"  {d['votes_per_s']:,.0f} votes/s, worker {d['worker_cpu_us_per_vote']:.2f} us/vote,"
             f" peak RSS {d['peak_rss_mb']:.0f} MB")  # fmt: skip
         say("ceiling again, after it")
@@ -88,6 +105,11 @@ def profiled_drain(stores: Stores, count: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.galera:
+        # Loads the tests' cluster code (tests.galera) only when asked.
+        from bench import galera
+
+        return galera.run(args)
     stores = Stores.from_env()
     RESULTS.mkdir(parents=True, exist_ok=True)
     rates = [float(x) for x in args.rates.split(",") if x]

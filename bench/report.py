@@ -53,7 +53,7 @@ def summarise_drains(drains: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _every(flags: list[bool]) -> str:
+def every_run(flags: list[bool]) -> str:
     missed = flags.count(False)
     verdict = "met" if not missed else f"NOT MET ({missed} of {len(flags)} runs)"
     if len(flags) < MIN_RUNS:
@@ -78,8 +78,8 @@ def verdicts(res: dict[str, Any]) -> dict[str, str]:
         return ok(by_rate[rate]["p99_ms"] <= limit and first["p99_ms"] <= limit)
 
     return {
-        "drain_vs_ceiling": _every([d["vs_ceiling"] >= DRAIN_VS_CEILING for d in drains]),
-        "worker_cpu": _every(
+        "drain_vs_ceiling": every_run([d["vs_ceiling"] >= DRAIN_VS_CEILING for d in drains]),
+        "worker_cpu": every_run(
             [d["worker_cpu_us_per_vote"] <= WORKER_CPU_US_PER_VOTE for d in drains]
         ),
         "drain_vs_one_at_a_time": ok(
@@ -107,7 +107,7 @@ def workers_line(res: dict[str, Any]) -> str:
     return "workers: " + "; ".join(bad)
 
 
-def _load(values: list[float]) -> str:
+def load_avg(values: list[float]) -> str:
     return " ".join(f"{x:.2f}" for x in values)
 
 
@@ -116,8 +116,8 @@ def table(res: dict[str, Any]) -> str:
     drains, summary, m = res["drains"], res["drain_summary"], res["machine"]
     n = drains[0]["votes"]
     lines = [
-        f"machine: {m['cpu']}, {m['cores']} cores; load avg {_load(m['load_avg_before'])} "
-        f"before, {_load(m['load_avg_after'])} after",
+        f"machine: {m['cpu']}, {m['cores']} cores; load avg {load_avg(m['load_avg_before'])} "
+        f"before, {load_avg(m['load_avg_after'])} after",
         "",
         f"{'measure':<44}{'value':>12}   target",
         f"{'one at a time (BRPOP + INSERT), votes/s':<44}{s['votes_per_s']:>12,.0f}",

@@ -27,6 +27,10 @@ class Stores:
     mysql_port: int
     mysql_user: str
     mysql_password: str
+    # Where the MySQL servers themselves listen, when the bench connects through a proxy
+    # (HAProxy in front of a Galera cluster), the one taking the writes first: "mariadb" is
+    # that one's CPU, not the proxy's; the others and the proxy are measured too.
+    mysql_server_ports: tuple[int, ...] = ()
 
     @classmethod
     def from_env(cls) -> Stores:
@@ -114,7 +118,12 @@ def listeners(ports: dict[str, int]) -> dict[str, psutil.Process]:
 
 
 def servers(stores: Stores) -> dict[str, psutil.Process]:
-    return listeners({"redis": stores.redis_port, "mariadb": stores.mysql_port})
+    if not stores.mysql_server_ports:
+        return listeners({"redis": stores.redis_port, "mariadb": stores.mysql_port})
+    first, *others = stores.mysql_server_ports
+    ports = {"redis": stores.redis_port, "mariadb": first, "proxy": stores.mysql_port}
+    ports.update({f"mariadb-{k}": port for k, port in enumerate(others, 2)})
+    return listeners(ports)
 
 
 def server_versions(stores: Stores) -> dict[str, str]:

@@ -15,6 +15,18 @@ Every call into asyncmy runs inside ``mysql_errors`` (``Connection.run``), which
 
 Any exception that is not a driver error (``TypeError``, ``AttributeError``, ...) is a bug and is
 never mistaken for a lost connection.
+
+MariaDB Galera Cluster adds no error of its own kind: each of its refusals (1047 a node not
+ready, 1180 a COMMIT without the Primary Component, 1213 a certification conflict, 2013 a
+connection lost in a view change) is a store failure, retried on a new connection (which a load
+balancer sends to a node that serves). Why a retry is safe even when the COMMIT was acknowledged:
+Galera acknowledges a COMMIT only once the transaction's write-set has been replicated, in one
+total order, to every node of the Primary Component, and certified; each of them certifies it the
+same way and commits it, so the node's death after the acknowledgement loses nothing. The retry
+of the batch, on another node, then hits the ledger's duplicate key: at once if that node has
+applied the write-set, or after a certification conflict (1213, retried again) if it had only
+received it. A COMMIT whose reply was lost either was certified (the same) or never left the
+node (the retry stores the batch). See docs/operations.md, "Running on MariaDB Galera Cluster".
 """
 
 from __future__ import annotations
@@ -49,10 +61,21 @@ class Code(IntEnum):
     CONSTRAINT_FAILED = 4025  # MariaDB
     # Transient conflicts: retried.
     LOCK_WAIT_TIMEOUT = 1205
+    # Also Galera's certification conflict: another node committed a write-set touching the
+    # same key first (for the ledger: the same batch, committed there). Retried on a new
+    # connection; the retry finds the ledger row and stores nothing.
     LOCK_DEADLOCK = 1213
+    # Galera: "Error while appending streaming replication fragment (provider status: Not
+    # connected to Primary Component)" or "Got error 6 during COMMIT": the node left the Primary
+    # Component while the transaction replicated; not committed anywhere. A store failure,
+    # retried.
+    ERROR_DURING_COMMIT = 1180
     # The connection or the server, not the statement.
     CON_COUNT_ERROR = 1040
     HANDSHAKE_ERROR = 1043
+    # Galera: "WSREP has not yet prepared node for application use", a node outside the
+    # Primary Component (no quorum) or not yet synced refuses every statement. Retried on a
+    # new connection until a node serves.
     UNKNOWN_COM_ERROR = 1047
     SERVER_SHUTDOWN = 1053
     NORMAL_SHUTDOWN = 1077
@@ -64,7 +87,8 @@ class Code(IntEnum):
     NET_WRITE_INTERRUPTED = 1161
     CONNECTION_KILLED = 1927  # MariaDB
     CLIENT_INTERACTION_TIMEOUT = 4031  # MySQL 8
-    # Client-side (the driver): 2000-2999, e.g. 2003 can't connect, 2013 lost connection.
+    # Client-side (the driver): 2000-2999, e.g. 2003 can't connect, 2013 lost connection (also
+    # a Galera node that died, or a load balancer that cut its sessions in a view change).
     CLIENT_FIRST = 2000
     CLIENT_LAST = 2999
 
