@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -288,3 +290,51 @@ def test_mysql_tls_modes_and_socket(tmp_path: Path) -> None:
         ConfigError, match=r"^MYSQL_HOST: expected to be unset when MYSQL_UNIX_SOCKET"
     ):
         from_env({"MYSQL_UNIX_SOCKET": "/s", "MYSQL_HOST": "db"})
+
+
+def _documented_defaults(doc: str) -> dict[str, str]:
+    """Each variable's default as a Markdown table of ``doc`` shows it (``| `A` / `B` | a / b |
+    ...``), backticks and case aside."""
+    found: dict[str, str] = {}
+    for line in doc.splitlines():
+        if not line.startswith("| `"):
+            continue
+        cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+        names = re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[0])
+        if len(cells) < 3 or not names or not set(names) <= variables.NAMES:
+            continue
+        defaults = cells[1].split(" / ") if len(names) > 1 else [cells[1]]
+        if len(defaults) == 1:
+            defaults *= len(names)  # one default said once for all of them ("unset")
+        assert len(defaults) == len(names), f"{line}: one default per variable, or one for all"
+        for name, default in zip(names, defaults, strict=True):
+            found[name] = _plain(default)
+    return found
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.replace("`", "").lower().split())
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/contract.md"])
+def test_the_docs_tables_give_each_variable_the_default_it_has(doc: str) -> None:
+    """The README's and the contract's tables agree with the variable table, defaults included
+    (the table is what the reader and --help use)."""
+    root = Path(__file__).resolve().parent.parent
+    shown = _documented_defaults((root / doc).read_text(encoding="utf-8"))
+    wrong = {
+        v.name: (shown[v.name], _plain(v.documented))
+        for v in variables.ALL
+        if v.name in shown and shown[v.name] != _plain(v.documented)
+    }
+    assert not wrong, f"{doc} (docs, table): {wrong}"
+
+
+def test_every_default_in_the_table_is_a_value_the_reader_accepts() -> None:
+    """Each literal default goes through the same parsing as a value from the environment:
+    the configuration with nothing set is the table's, and so is each variable set to its
+    default."""
+    bare = replace(from_env({}), worker_id="w")
+    for v in variables.ALL:
+        if v.default is not None:
+            assert replace(from_env({v.name: v.default}), worker_id="w") == bare, v.name

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import asyncmy
@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from trio_worker.bridge import aio
-from trio_worker.config import Config
+from trio_worker.config import from_env
 from trio_worker.errors import MySQLUnavailable
 from trio_worker.mysql.codes import mysql_errors
 from trio_worker.mysql.login import connect_options
@@ -159,8 +159,12 @@ async def login(
         partial(trio.serve_tcp, partial(serve_one, server), 0, host="127.0.0.1")
     )
     port = listeners[0].socket.getsockname()[1]
-    config = Config(
-        mysql_host="127.0.0.1", mysql_port=port, mysql_user="app", mysql_password=password
+    config = replace(
+        from_env({}),
+        mysql_host="127.0.0.1",
+        mysql_port=port,
+        mysql_user="app",
+        mysql_password=password,
     )
     options = connect_options(config, database=False)
     refused = None

@@ -22,7 +22,7 @@ def redis_settings(env: Env) -> dict[str, Any]:
     """The Config fields for Redis."""
     url = env.raw("REDIS_URL")
     sentinels = _sentinels(env)
-    cluster = env.flag("REDIS_CLUSTER", False)
+    cluster = env.flag("REDIS_CLUSTER")
     out: dict[str, Any] = {}
     if url is not None:
         for name in _URL_REPLACES:
@@ -33,11 +33,16 @@ def redis_settings(env: Env) -> dict[str, Any]:
         out.update(_parse_url(url))
     else:
         out.update(
-            redis_host=env.text("REDIS_HOST", "localhost"),
-            redis_port=env.integer("REDIS_PORT", 6379, low=1, high=65535),
-            redis_db=env.integer("REDIS_DB", 0, low=0, high=1 << 20),
+            redis_host=env.text("REDIS_HOST"),
+            redis_port=env.integer("REDIS_PORT", low=1, high=65535),
+            redis_db=env.integer("REDIS_DB", low=0, high=1 << 20),
             redis_username=env.optional("REDIS_USERNAME"),
         )
+    # A Unix socket has no host or port; a URL or the variables may give no password.
+    out.setdefault("redis_host", env.text("REDIS_HOST"))
+    out.setdefault("redis_port", env.integer("REDIS_PORT", low=1, high=65535))
+    out.setdefault("redis_unix_socket", None)
+    out.setdefault("redis_password", None)
     password = env.secret("REDIS_PASSWORD", "REDIS_PASSWORD_FILE")
     if password.value is not None:
         if out.get("redis_password") is not None:
@@ -65,12 +70,12 @@ def redis_settings(env: Env) -> dict[str, Any]:
         redis_tls_ca_file=files["REDIS_TLS_CA_FILE"],
         redis_tls_cert_file=files["REDIS_TLS_CERT_FILE"],
         redis_tls_key_file=files["REDIS_TLS_KEY_FILE"],
-        redis_tls_verify=env.choice("REDIS_TLS_VERIFY", "full", ("full", "ca")),
+        redis_tls_verify=env.choice("REDIS_TLS_VERIFY", ("full", "ca")),
         redis_sentinels=sentinels,
-        redis_sentinel_master=env.text("REDIS_SENTINEL_MASTER", "mymaster"),
+        redis_sentinel_master=env.text("REDIS_SENTINEL_MASTER"),
         redis_sentinel_password=sentinel_password.value,
         redis_sentinel_password_file=sentinel_password.path,
-        redis_wait_replicas=env.integer("REDIS_WAIT_REPLICAS", 0, low=0, high=100),
+        redis_wait_replicas=env.integer("REDIS_WAIT_REPLICAS", low=0, high=100),
         redis_cluster=cluster,
     )
     if cluster:
@@ -92,7 +97,7 @@ def hash_tag(key: str) -> str | None:
 
 def check_cluster_queue(env: Env, queue: str, dead: str) -> None:
     """In a cluster every key of the worker must hash to one slot, for the scripts' sake."""
-    if not env.flag("REDIS_CLUSTER", False):
+    if not env.flag("REDIS_CLUSTER"):
         return
     tag = hash_tag(queue)
     if tag is None:
@@ -172,7 +177,7 @@ def mysql_settings(env: Env) -> dict[str, Any]:
     key = env.readable_file("MYSQL_SSL_KEY")
     # As the mysql client: a CA given without a mode means "verify the server with it".
     default_mode = "VERIFY_CA" if ca is not None else "PREFERRED"
-    mode = env.choice("MYSQL_SSL_MODE", default_mode, SSL_MODES, upper=True)
+    mode = env.choice("MYSQL_SSL_MODE", SSL_MODES, upper=True, otherwise=default_mode)
     if ca is not None and mode not in ("VERIFY_CA", "VERIFY_IDENTITY"):
         raise ConfigError(
             "MYSQL_SSL_MODE", "VERIFY_CA or VERIFY_IDENTITY when MYSQL_SSL_CA is set", mode
@@ -184,8 +189,8 @@ def mysql_settings(env: Env) -> dict[str, Any]:
     if key is not None and cert is None:
         raise ConfigError("MYSQL_SSL_CERT", "a client certificate for MYSQL_SSL_KEY")
     return {
-        "mysql_host": env.text("MYSQL_HOST", "localhost"),
-        "mysql_port": env.integer("MYSQL_PORT", 3306, low=1, high=65535),
+        "mysql_host": env.text("MYSQL_HOST"),
+        "mysql_port": env.integer("MYSQL_PORT", low=1, high=65535),
         "mysql_unix_socket": socket,
         "mysql_ssl_mode": mode,
         "mysql_ssl_ca": ca,

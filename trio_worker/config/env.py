@@ -38,9 +38,9 @@ def from_env(environ: Mapping[str, str] | None = None, *, mysql: bool = True) ->
 
 def read(env: Env, *, mysql: bool = True) -> Config:
     """``from_env`` over a reader (which then knows every variable that was read)."""
-    queue = env.text("VOTE_QUEUE", "votes")
+    queue = env.text("VOTE_QUEUE")
     dead = env.text("DEAD_LETTER_QUEUE", f"{queue}:dead")
-    worker_id = env.text("WORKER_ID", "") or default_worker_id()
+    worker_id = env.optional("WORKER_ID") or default_worker_id()
     if not _WORKER_ID_RE.match(worker_id):
         raise ConfigError("WORKER_ID", "1 to 64 of A-Z a-z 0-9 _ . -", worker_id)
     choices: frozenset[str] | None = None
@@ -57,29 +57,28 @@ def read(env: Env, *, mysql: bool = True) -> Config:
     low, high = MAX_MESSAGE_BYTES_RANGE
     return Config(
         **redis_settings(env),
-        **(_mysql(env) if mysql else {"mysql_configured": False}),
+        # Without MySQL, its fields are the defaults, not settings (``mysql_configured``).
+        **(_mysql(env) if mysql else {**_mysql(Env({})), "mysql_configured": False}),
         vote_queue=queue,
-        http_host=env.text("HOST", "0.0.0.0"),
-        http_port=env.integer("PORT", 8080, low=0, high=65535),
-        batch_size=env.integer("BATCH_SIZE", 2000, low=1, high=100_000),
-        flush_interval_s=env.seconds("FLUSH_INTERVAL_MS", 0.020, scale=0.001, zero=True),
-        max_message_bytes=env.integer("MAX_MESSAGE_BYTES", 65536, low=low, high=high),
+        http_host=env.text("HOST"),
+        http_port=env.integer("PORT", low=0, high=65535),
+        batch_size=env.integer("BATCH_SIZE", low=1, high=100_000),
+        flush_interval_s=env.seconds("FLUSH_INTERVAL_MS", scale=0.001, zero=True),
+        max_message_bytes=env.integer("MAX_MESSAGE_BYTES", low=low, high=high),
         worker_id=worker_id,
-        heartbeat_ttl_s=env.seconds("HEARTBEAT_TTL_S", 15.0, at_least=1),
-        shutdown_timeout_s=env.seconds("SHUTDOWN_TIMEOUT_S", 25.0),
-        ledger_retention_s=env.integer(
-            "LEDGER_RETENTION_S", 7 * 24 * 3600, low=30, high=10 * 365 * 86400
-        ),
+        heartbeat_ttl_s=env.seconds("HEARTBEAT_TTL_S", at_least=1),
+        shutdown_timeout_s=env.seconds("SHUTDOWN_TIMEOUT_S"),
+        ledger_retention_s=env.integer("LEDGER_RETENTION_S", low=30, high=10 * 365 * 86400),
         consume_from="left"
-        if env.choice("QUEUE_CONSUME_FROM", "right", ("left", "right")) == "left"
+        if env.choice("QUEUE_CONSUME_FROM", ("left", "right")) == "left"
         else "right",
         vote_choices=choices,
         dead_letter_queue=dead,
-        log_level=env.choice("LOG_LEVEL", "info", _LOG_LEVELS),
+        log_level=env.choice("LOG_LEVEL", _LOG_LEVELS),
         log_format="text"
-        if env.choice("LOG_FORMAT", default_format, ("json", "text")) == "text"
+        if env.choice("LOG_FORMAT", ("json", "text"), otherwise=default_format) == "text"
         else "json",
-        trio_asyncio_fast_path=env.flag("TRIO_ASYNCIO_FAST_PATH", True),
+        trio_asyncio_fast_path=env.flag("TRIO_ASYNCIO_FAST_PATH"),
     )
 
 
@@ -88,11 +87,12 @@ def _mysql(env: Env) -> dict[str, Any]:
     password = env.secret("MYSQL_PASSWORD", "MYSQL_PASSWORD_FILE")
     return {
         **mysql_settings(env),
-        "mysql_user": env.text("MYSQL_USER", "root"),
+        "mysql_configured": True,
+        "mysql_user": env.text("MYSQL_USER"),
         "mysql_password": password.value or "",
         "mysql_password_file": password.path,
-        "mysql_database": _database_name(env.text("MYSQL_DATABASE", "voting")),
-        "mysql_read_timeout_s": env.seconds("MYSQL_READ_TIMEOUT_S", 30.0, at_least=1),
+        "mysql_database": _database_name(env.text("MYSQL_DATABASE")),
+        "mysql_read_timeout_s": env.seconds("MYSQL_READ_TIMEOUT_S", at_least=1),
     }
 
 

@@ -26,64 +26,66 @@ class ConfigError(ValueError):
         self.variable = variable
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Config:
-    """Everything the worker needs to know. Secrets are kept out of ``repr``."""
+    """Everything the worker needs to know. Secrets are kept out of ``repr``. No field has a
+    default of its own: ``from_env`` fills each from the environment or the variable table
+    (``variables``), the one place defaults live."""
 
     # Redis: one server (host and port, or a Unix socket), Sentinel, or Cluster.
-    redis_host: str = "localhost"
-    redis_port: int = 6379
-    redis_db: int = 0
-    redis_unix_socket: str | None = None
-    redis_username: str | None = None
-    redis_password: str | None = field(default=None, repr=False)
+    redis_host: str
+    redis_port: int
+    redis_db: int
+    redis_unix_socket: str | None
+    redis_username: str | None
+    redis_password: str | None = field(repr=False)
     # Where a password given as a file came from: read again for every new connection
     # (``config.secrets``), so that a rotated password is picked up without a restart.
-    redis_password_file: str | None = None
-    redis_tls: bool = False
-    redis_tls_ca_file: str | None = None
-    redis_tls_cert_file: str | None = None
-    redis_tls_key_file: str | None = None
-    redis_tls_verify: Literal["full", "ca"] = "full"
-    redis_sentinels: tuple[tuple[str, int], ...] = ()
-    redis_sentinel_master: str = "mymaster"
-    redis_sentinel_password: str | None = field(default=None, repr=False)
-    redis_sentinel_password_file: str | None = None
-    redis_wait_replicas: int = 0
-    redis_cluster: bool = False
-    vote_queue: str = "votes"
+    redis_password_file: str | None
+    redis_tls: bool
+    redis_tls_ca_file: str | None
+    redis_tls_cert_file: str | None
+    redis_tls_key_file: str | None
+    redis_tls_verify: Literal["full", "ca"]
+    redis_sentinels: tuple[tuple[str, int], ...]
+    redis_sentinel_master: str
+    redis_sentinel_password: str | None = field(repr=False)
+    redis_sentinel_password_file: str | None
+    redis_wait_replicas: int
+    redis_cluster: bool
+    vote_queue: str
     # MySQL
-    mysql_host: str = "localhost"
-    mysql_port: int = 3306
-    mysql_unix_socket: str | None = None
-    mysql_user: str = "root"
-    mysql_password: str = field(default="", repr=False)
-    mysql_password_file: str | None = None
-    mysql_database: str = "voting"
-    mysql_ssl_mode: SSLMode = "PREFERRED"
-    mysql_ssl_ca: str | None = None
-    mysql_ssl_cert: str | None = None
-    mysql_ssl_key: str | None = None
-    mysql_read_timeout_s: float = 30.0
+    mysql_host: str
+    mysql_port: int
+    mysql_unix_socket: str | None
+    mysql_user: str
+    mysql_password: str = field(repr=False)
+    mysql_password_file: str | None
+    mysql_database: str
+    mysql_ssl_mode: SSLMode
+    mysql_ssl_ca: str | None
+    mysql_ssl_cert: str | None
+    mysql_ssl_key: str | None
+    mysql_read_timeout_s: float
     # False for a command that needs only Redis: the MySQL variables were not read, and the
     # fields above are defaults, not settings (``from_env(mysql=False)``).
-    mysql_configured: bool = True
+    mysql_configured: bool
     # The worker
-    http_host: str = "0.0.0.0"
-    http_port: int = 8080
-    batch_size: int = 2000
-    flush_interval_s: float = 0.020
-    max_message_bytes: int = 65536
-    worker_id: str = "worker"
-    heartbeat_ttl_s: float = 15.0
-    shutdown_timeout_s: float = 25.0
-    ledger_retention_s: int = 7 * 24 * 3600
-    consume_from: Literal["left", "right"] = "right"
-    vote_choices: frozenset[str] | None = None
-    dead_letter_queue: str = "votes:dead"
-    log_level: str = "info"
-    log_format: Literal["json", "text"] = "json"
-    trio_asyncio_fast_path: bool = True
+    http_host: str
+    http_port: int
+    batch_size: int
+    flush_interval_s: float
+    max_message_bytes: int
+    worker_id: str
+    heartbeat_ttl_s: float
+    shutdown_timeout_s: float
+    ledger_retention_s: int
+    consume_from: Literal["left", "right"]
+    vote_choices: frozenset[str] | None
+    dead_letter_queue: str
+    log_level: str
+    log_format: Literal["json", "text"]
+    trio_asyncio_fast_path: bool
 
     @property
     def redis_address(self) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from trio_worker.config.model import ConfigError
+from trio_worker.config.variables import DEFAULTS
 
 # What Kubernetes puts in ``<SERVICE>_PORT`` for every Service of the namespace (service links):
 # ``tcp://10.0.0.7:6379`` for a Service named ``redis``.
@@ -49,21 +50,30 @@ class Env:
     def is_set(self, name: str) -> bool:
         return self.raw(name) is not None
 
-    def text(self, name: str, default: str) -> str:
+    def given(self, name: str, otherwise: str | None = None) -> str | None:
+        """The value as given, else the variable's default from its table (``variables``),
+        else ``otherwise``: a default computed at start, which the table shows in words."""
         value = self.raw(name)
-        return default if value is None else value.strip()
+        if value is not None:
+            return value
+        default = DEFAULTS[name]
+        assert default is None or otherwise is None, f"{name}: two defaults"
+        return default if default is not None else otherwise
+
+    def text(self, name: str, otherwise: str | None = None) -> str:
+        value = self.given(name, otherwise)
+        assert value is not None, f"{name}: no default"
+        return value.strip()
 
     def optional(self, name: str) -> str | None:
-        value = self.raw(name)
+        value = self.given(name)
         return None if value is None else value.strip()
 
-    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
-        raw = self.raw(name)
-        if raw is None:
-            return default
+    def integer(self, name: str, *, low: int, high: int) -> int:
+        raw = self.text(name)
         expected = f"a whole number from {low} to {high}"
         try:
-            value = int(raw.strip())
+            value = int(raw)
         except ValueError:
             raise ConfigError(name, expected, raw) from None
         if not low <= value <= high:
@@ -73,22 +83,19 @@ class Env:
     def seconds(
         self,
         name: str,
-        default: float,
         *,
         scale: float = 1.0,
         zero: bool = False,
         at_least: float | None = None,
     ) -> float:
         """A positive number (or zero, where allowed) in the variable's unit, in seconds."""
-        raw = self.raw(name)
-        if raw is None:
-            return default
+        raw = self.text(name)
         if at_least is not None:
             expected = f"a number of at least {at_least:g}"
         else:
             expected = "a non-negative number" if zero else "a positive number"
         try:
-            value = float(raw.strip())
+            value = float(raw)
         except ValueError:
             raise ConfigError(name, expected, raw) from None
         ok = (value > 0 or (zero and value == 0)) and value < 1e9
@@ -96,21 +103,23 @@ class Env:
             raise ConfigError(name, expected, raw)
         return value * scale
 
-    def flag(self, name: str, default: bool) -> bool:
-        raw = self.raw(name)
-        if raw is None:
-            return default
-        value = raw.strip().lower()
+    def flag(self, name: str, otherwise: bool | None = None) -> bool:
+        value = self.text(name, None if otherwise is None else str(otherwise)).lower()
         if value in ("1", "true", "yes", "on"):
             return True
         if value in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(name, "true or false", raw)
+        raise ConfigError(name, "true or false", value)
 
     def choice(
-        self, name: str, default: str, options: tuple[str, ...], *, upper: bool = False
+        self,
+        name: str,
+        options: tuple[str, ...],
+        *,
+        upper: bool = False,
+        otherwise: str | None = None,
     ) -> str:
-        value = self.text(name, default)
+        value = self.text(name, otherwise)
         value = value.upper() if upper else value.lower()
         if value not in options:
             raise ConfigError(name, " or ".join(options), value)
