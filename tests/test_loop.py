@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 import trio_asyncio
 
 from trio_worker import loop as fast
@@ -197,6 +198,21 @@ async def test_an_asyncio_call_started_inside_a_callback_run_inline_waits_its_tu
         await loop.synchronize()
         assert loop._inline is None
     assert order == ["first", "second", "inner"]
+
+
+async def test_an_asyncio_call_sees_the_loop_it_was_made_on_as_the_running_loop() -> None:
+    """trio-asyncio finds the running loop from the Trio task a callback runs in. A call made
+    on one loop from a Trio task whose own loop is another (nested ``open_loop``) runs its
+    steps on the loop it was made on, as the stock loop runs them in that loop's own task."""
+
+    async def running_loop() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    async with fast_loop() as outer, fast_loop() as inner:
+        await trio.testing.wait_all_tasks_blocked()
+        assert trio_asyncio.current_loop.get() is inner
+        assert await outer.run_aio_coroutine(running_loop()) is outer
+        assert await inner.run_aio_coroutine(running_loop()) is inner
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

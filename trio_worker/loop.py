@@ -15,9 +15,10 @@ iteration, while keeping asyncio's order (no callback runs before one scheduled 
   right away, in the caller's task;
 - ``call_soon`` checks its callback only in debug mode, as asyncio's own loop does.
 
-"Nothing else is pending": the loop's task waits, empty-handed, on an empty queue. Otherwise a
-callback goes the usual way. Timers and Trio-side handles always do; past ``BURST`` callbacks,
-the rest go to the loop's task, in order.
+"Nothing else is pending": the loop's task waits, empty-handed, on an empty queue. Callbacks
+run inline only in a Trio task of this loop (whose current loop is this one), as trio-asyncio
+finds the running loop from the Trio task. Otherwise a callback goes the usual way. Timers and
+Trio-side handles always do; past ``BURST`` callbacks, the rest go to the loop's task, in order.
 
 ``FastLoop`` overrides private methods of trio-asyncio, so it is used only where it was verified
 (``VERIFIED``: trio-asyncio's own test suite and ours pass with it, ``just test-loop``) and
@@ -104,6 +105,10 @@ class FastLoop(trio_asyncio.TrioEventLoop):  # type: ignore[misc]
         # The loop's queue read directly: statistics() builds an object at every call.
         queue = self._q_recv._state
         if self._inline is not None or queue.data or not queue.receive_tasks:
+            return first(), True
+        # trio-asyncio finds the running loop from the Trio task (its context's current_loop):
+        # only a task of this loop may run its callbacks, as the loop's own task does.
+        if trio.lowlevel.current_task().context.get(trio_asyncio.current_loop) is not self:
             return first(), True
         pending: deque[asyncio.Handle] = deque()
         self._inline = pending
