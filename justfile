@@ -37,6 +37,57 @@ run *ARGS: setup
 test *ARGS: setup
     {{bin}}/python -X dev -m pytest {{ARGS}}
 
+# trio-asyncio's own test suite, from the sdist of the installed release, with every loop it opens
+# a FastLoop, and (but tests/python) on the stock loop: passes when both end alike, test for test
+# (about 6 min; `just test-loop tests/interop` runs one part, paths as in the sdist)
+test-loop *ARGS: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    version="$("{{bin}}/python" -c 'import trio_asyncio; print(trio_asyncio.__version__)')"
+    suite="{{justfile_directory()}}/.cache/trio-asyncio-$version"
+    if [ ! -f "$suite/.extracted" ]; then
+        rm -rf "$suite"
+        mkdir -p "$suite"
+        "{{bin}}/python" -m pip download -q --no-deps --no-binary :all: \
+            "trio-asyncio==$version" -d "$suite"
+        sdist="$(ls "$suite"/*.tar.gz)"
+        top="$(tar -tzf "$sdist" | sed -n '1s,/.*,,p')"
+        # Its tests and its pytest configuration, not its package: the tests import the one
+        # installed here.
+        tar -xzf "$sdist" -C "$suite" --strip-components=1 "$top/tests" "$top/pyproject.toml"
+        touch "$suite/.extracted"
+    fi
+    cd "$suite"
+    set -- {{ARGS}}
+    if [ $# -eq 0 ]; then set -- tests; fi
+    # Our plugins (tests/loop_suite) by their own names: the sdist's test package is `tests` too.
+    export PYTHONPATH="{{justfile_directory()}}/tests/loop_suite"
+    run() {
+        local name="$1"
+        shift
+        echo "test-loop: trio-asyncio $version's suite on the $name loop"
+        # Its own pytest configuration (pyproject.toml), not this repository's; node_ids lets
+        # its conftest run on pytest 9; a test that hangs fails after 5 minutes.
+        local status=0
+        "{{bin}}/python" -m pytest -c pyproject.toml --rootdir=. -p no:cacheprovider \
+            -p node_ids -o timeout=300 -q -rfE --junitxml="$name.xml" "$@" || status=$?
+        # 1: some tests failed, to be compared; anything else means the run itself broke.
+        if [ "$status" -gt 1 ]; then
+            echo "test-loop: FAILED: pytest on the $name loop exited $status" >&2
+            exit 1
+        fi
+    }
+    rm -f stock.xml fast.xml fast-loops.json
+    # tests/python runs CPython's own asyncio tests on trio-asyncio's SyncTrioEventLoop, which
+    # FastLoop does not replace: it runs once, with the fast path installed, and must pass; the
+    # rest runs on both loops and must end alike (compare.py).
+    stock=("$@")
+    if [ "$*" = tests ]; then stock=(tests --ignore=tests/python); fi
+    run stock "${stock[@]}"
+    run fast -p fast_loops --fast-loops-report=fast-loops.json "$@"
+    "{{bin}}/python" "{{justfile_directory()}}/tests/loop_suite/compare.py" \
+        stock.xml fast.xml fast-loops.json
+
 # drain rate, latency, memory and batch-size sweep beside MariaDB's own ceiling (bench/run.py)
 bench *ARGS: setup
     #!/usr/bin/env bash

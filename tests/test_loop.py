@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 import trio_asyncio
 
 from trio_worker import loop as fast
@@ -197,6 +198,68 @@ async def test_an_asyncio_call_started_inside_a_callback_run_inline_waits_its_tu
         await loop.synchronize()
         assert loop._inline is None
     assert order == ["first", "second", "inner"]
+
+
+async def test_an_asyncio_call_sees_the_loop_it_was_made_on_as_the_running_loop() -> None:
+    """trio-asyncio finds the running loop from the Trio task a callback runs in. A call made
+    on one loop from a Trio task whose own loop is another (nested ``open_loop``) runs its
+    steps on the loop it was made on, as the stock loop runs them in that loop's own task."""
+
+    async def running_loop() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    async with fast_loop() as outer, fast_loop() as inner:
+        await trio.testing.wait_all_tasks_blocked()
+        assert trio_asyncio.current_loop.get() is inner
+        assert await outer.run_aio_coroutine(running_loop()) is outer
+        assert await inner.run_aio_coroutine(running_loop()) is inner
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "stock"])
+async def test_an_asyncio_call_made_in_a_cancelled_scope_never_starts(fast_path: bool) -> None:
+    """A caller already cancelled cancels its asyncio call before the call's first step (a
+    command never sent), on either loop."""
+    started: list[str] = []
+
+    async def call() -> None:
+        started.append("step")
+
+    async with open_loop(fast_path=fast_path):
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await aio(call)
+        assert scope.cancelled_caught
+    assert started == []
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "stock"])
+async def test_a_call_that_lets_its_callers_cancellation_through_is_cancelled_at_once(
+    fast_path: bool,
+) -> None:
+    """A step of an asyncio call that makes its caller's cancellation deliverable (here: lifts
+    the shield between the caller and a cancelled scope) cancels the call before its next
+    step, as when the caller waits while the loop's task runs the call: run inline, the rest of
+    the call goes back to the loop's task."""
+    steps: list[int] = []
+
+    async with open_loop(fast_path=fast_path):
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.CancelScope() as cancelled:
+            cancelled.cancel()
+            with trio.CancelScope(shield=True) as shield:
+
+                async def call() -> None:
+                    steps.append(1)
+                    await asyncio.sleep(0)
+                    shield.shield = False
+                    steps.append(2)
+                    await asyncio.sleep(0)
+                    steps.append(3)
+
+                await aio(call)
+        assert cancelled.cancelled_caught
+    assert steps == [1, 2]
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -15,9 +15,12 @@ iteration, while keeping asyncio's order (no callback runs before one scheduled 
   right away, in the caller's task;
 - ``call_soon`` checks its callback only in debug mode, as asyncio's own loop does.
 
-"Nothing else is pending": the loop's task waits, empty-handed, on an empty queue. Otherwise a
-callback goes the usual way. Timers and Trio-side handles always do; past ``BURST`` callbacks,
-the rest go to the loop's task, in order.
+"Nothing else is pending": the loop's task waits, empty-handed, on an empty queue. Callbacks
+run inline only in a Trio task of this loop (whose current loop is this one), as trio-asyncio
+finds the running loop from the Trio task, and only while that task is not cancelled, as a
+cancelled caller cancels its call before the call's next step. Otherwise a callback goes the
+usual way. Timers and Trio-side handles always do; past ``BURST`` callbacks, the rest go to the
+loop's task, in order.
 
 ``FastLoop`` overrides private methods of trio-asyncio, so it is used only where it was verified
 (``VERIFIED``: trio-asyncio's own test suite and ours pass with it, ``just test-loop``) and
@@ -100,17 +103,27 @@ class FastLoop(trio_asyncio.TrioEventLoop):  # type: ignore[misc]
 
         Not re-entered: a call made while callbacks run inline (one of them starting an asyncio
         call) runs ``first`` alone, its callbacks joining the ones already pending, in order.
+        Nothing runs inline in a Trio task that is, or becomes, cancelled: the stock loop runs
+        callbacks while the caller waits, and a caller's cancellation cancels its call there.
         """
         # The loop's queue read directly: statistics() builds an object at every call.
         queue = self._q_recv._state
         if self._inline is not None or queue.data or not queue.receive_tasks:
+            return first(), True
+        # trio-asyncio finds the running loop from the Trio task (its context's current_loop):
+        # only a task of this loop may run its callbacks, as the loop's own task does.
+        task = trio.lowlevel.current_task()
+        if task.context.get(trio_asyncio.current_loop) is not self or _cancelled(task):
             return first(), True
         pending: deque[asyncio.Handle] = deque()
         self._inline = pending
         try:
             result = first()
             ran = 0
-            while pending and ran < BURST:
+            # A caller that a callback made cancellable (a shield lifted, a scope cancelled)
+            # stops here: waiting on the loop's task, it would be cancelled at once, its call
+            # with it, before the call's next step.
+            while pending and ran < BURST and not _cancelled(task):
                 handle = pending.popleft()
                 if handle._cancelled:
                     continue
@@ -184,9 +197,28 @@ def unusable(loop: object) -> str | None:
     ]
     state = getattr(getattr(loop, "_q_recv", None), "_state", None)
     needed += [f"TrioEventLoop._q_recv._state.{n}" for n in _QUEUE_STATE if not hasattr(state, n)]
-    if needed:
-        return f"trio-asyncio {version} lacks {', '.join(needed)}"
-    return None
+    lacks = [f"trio-asyncio {version} lacks {', '.join(needed)}"] if needed else []
+    if trio_needs := _trio_lacks():
+        lacks.append(f"trio {trio.__version__} lacks {', '.join(trio_needs)}")
+    return "; ".join(lacks) or None
+
+
+def _cancelled(task: trio.lowlevel.Task) -> bool:
+    """Whether ``task``'s next checkpoint raises ``Cancelled`` (``trio.current_effective_deadline``
+    says so too, but walks every enclosing scope, a few microseconds)."""
+    cancelled: bool = task._cancel_status.effectively_cancelled
+    return cancelled
+
+
+def _trio_lacks() -> list[str]:
+    """What ``FastLoop`` reads of Trio's internals and the running Trio lacks."""
+    try:
+        status = getattr(trio.lowlevel.current_task(), "_cancel_status", None)
+    except RuntimeError:  # not in Trio: nothing to read it from
+        status = None
+    if hasattr(status, "effectively_cancelled"):
+        return []
+    return ["Task._cancel_status.effectively_cancelled"]
 
 
 def _handle_has(name: str) -> bool:
