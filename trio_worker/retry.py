@@ -30,11 +30,13 @@ class Backoff:
     """Delays of ``base * 2**n`` seconds, at most ``cap``, each drawn uniformly from [d/2, d].
 
     Half-jitter rather than full jitter: a worker never retries in a tight loop, and many workers
-    cut off at once still spread out when the store comes back.
+    cut off at once still spread out when the store comes back. The cap keeps the wait after a
+    store comes back short: a worker is at work again within 2.5 s of it (a Galera cluster
+    regaining quorum, a restarted server).
     """
 
     base_s: float = 0.05
-    cap_s: float = 5.0
+    cap_s: float = 2.5
     rng: random.Random = field(default_factory=random.Random)
     attempt: int = 0
 

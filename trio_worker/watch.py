@@ -22,7 +22,7 @@ from trio_worker.retry import StoreHealth
 from trio_worker.status import Status
 
 # How often the watch looks, and how long a store may go without a report before it asks
-# (above ``retry.Backoff.cap_s``, 5 s: a test holds it there).
+# (above ``retry.Backoff.cap_s``, 2.5 s: a test holds it there).
 PERIOD_S = 2.0
 QUIET_S = 8.0
 
