@@ -54,9 +54,9 @@ bench *ARGS: setup
 test-race seeds="3" duration="60" *ARGS: setup
     {{bin}}/python -X dev -W error -m pytest tests/race --stress-seeds {{seeds}} --stress-duration {{duration}} {{ARGS}}
 
-# fetch (or build) Redis 6.2 and 5.0 for the tests that meet older servers (tests/old_redis.py)
+# fetch (or build) Redis 6.2 and 5.0 for the tests that meet older servers (tests/support/old_redis.py)
 old-redis: setup
-    {{bin}}/python -m tests.old_redis
+    {{bin}}/python -m tests.support.old_redis
 
 # static checks: ruff (lint and format) and strict mypy
 lint: setup

@@ -22,8 +22,8 @@ import redis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import wait_until
-from tests.helpers import push_raw, row_count, sql
+from tests.support.stores import push_raw, row_count, sql
+from tests.support.waiting import wait_until
 from trio_worker.config import Config
 from trio_worker.messages import (
     REASONS,

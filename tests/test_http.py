@@ -10,9 +10,9 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import wait_until
-from tests.helpers import push_votes, row_count, voter_counts
-from tests.processes import mysql_proxy, stall_with_a_batch_in_flight
+from tests.support.faults import mysql_proxy, stall_with_a_batch_in_flight
+from tests.support.stores import push_votes, row_count, voter_counts
+from tests.support.waiting import wait_until
 from trio_worker.config import Config
 
 # README: /health answers once both stores answer "a live check (2 s each)"; a hung store is

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from tests.conftest import wait_until
-from tests.helpers import sql
+from tests.support.stores import sql
+from tests.support.waiting import wait_until
 from trio_worker.config import Config
 
 RETENTION_S = 30

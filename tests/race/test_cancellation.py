@@ -22,8 +22,8 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import wait_until
-from tests.helpers import inflight_keys, push_votes, row_count, sql, voter_counts
+from tests.support.stores import inflight_keys, push_votes, row_count, sql, voter_counts
+from tests.support.waiting import wait_until
 from trio_worker import service
 from trio_worker.config import Config
 

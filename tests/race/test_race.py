@@ -16,7 +16,7 @@ import trio
 from tests.race.report import REPORTS, shortfalls
 from tests.race.run import Run
 from tests.race.settings import base_config
-from tests.servers import OwnStores
+from tests.support.servers import OwnStores
 
 pytestmark = [pytest.mark.race, pytest.mark.timeout(0)]
 
