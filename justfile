@@ -37,6 +37,10 @@ run *ARGS: setup
 test *ARGS: setup
     {{bin}}/python -X dev -m pytest {{ARGS}}
 
+# the short tests only: none marked slow (worker processes, private servers, over ~3 s each)
+test-quick *ARGS: setup
+    {{bin}}/python -X dev -m pytest -m "not slow" {{ARGS}}
+
 # drain rate, latency, memory and batch-size sweep beside MariaDB's own ceiling (bench/run.py)
 bench *ARGS: setup
     #!/usr/bin/env bash

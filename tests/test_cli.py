@@ -22,6 +22,9 @@ from trio_worker.config import Config
 from trio_worker.messages import envelope, parse
 from trio_worker.queue import scripts
 
+# Each command is a Python process of its own (about a second each): none is a short test.
+pytestmark = pytest.mark.slow
+
 
 def dead_letters(rds: redis.Redis, config: Config, *messages: bytes, reason: str = "x") -> None:
     """Put envelopes of ``messages`` on the dead-letter list, oldest first (as the worker does)."""

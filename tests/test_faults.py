@@ -109,6 +109,7 @@ async def test_stores_cut_off_and_back(
     assert voter_counts(config) == dict.fromkeys(ids, 1)
 
 
+@pytest.mark.slow
 async def test_a_redis_reply_that_never_comes_is_given_up_on_at_the_deadline(
     config: Config, rds: redis.Redis, start_worker: Any, nursery: trio.Nursery
 ) -> None:
@@ -130,6 +131,7 @@ async def test_a_redis_reply_that_never_comes_is_given_up_on_at_the_deadline(
     assert voter_counts(config) == dict.fromkeys(ids, 1)
 
 
+@pytest.mark.slow
 async def test_claim_whose_reply_is_lost_is_still_finished(
     config: Config, rds: redis.Redis, start_worker: Any, nursery: trio.Nursery
 ) -> None:
@@ -166,6 +168,7 @@ async def test_claim_whose_reply_is_lost_is_still_finished(
     assert voter_counts(config) == {"g-first": 1, **{f"g{i}": 1 for i in range(50)}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "step",
     [b"AUTOCOMMIT", b"SET SESSION"],

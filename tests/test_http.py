@@ -35,7 +35,7 @@ async def ready_body(url: str) -> tuple[int, dict[str, Any]]:
     return response.status_code, response.json()
 
 
-@pytest.mark.parametrize("fault", ["hung", "down"])
+@pytest.mark.parametrize("fault", [pytest.param("hung", marks=pytest.mark.slow), "down"])
 async def test_health_says_503_within_the_probe_timeout_when_mysql_hangs_or_is_down(
     config: Config, start_worker: Any, nursery: trio.Nursery, fault: str
 ) -> None:

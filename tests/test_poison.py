@@ -55,6 +55,7 @@ async def test_a_message_over_the_limit_is_dead_lettered_with_its_original_kept(
     assert letters(rds, cfg)[1]["encoding"] == "base64"
 
 
+@pytest.mark.slow
 async def test_operators_see_requeue_and_purge_oversized_letters(
     config: Config, rds: redis.Redis, start_worker: Any
 ) -> None:

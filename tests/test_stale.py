@@ -81,6 +81,7 @@ async def test_a_worker_frozen_past_the_retention_never_commits_its_batch_again(
     assert letters(rds, config) == []  # its list was gone: nothing to quarantine
 
 
+@pytest.mark.slow
 async def test_a_batch_from_a_restored_snapshot_is_quarantined_not_stored_twice(
     config: Config, rds: redis.Redis, tmp_path: Path
 ) -> None:
@@ -111,6 +112,7 @@ async def test_a_batch_from_a_restored_snapshot_is_quarantined_not_stored_twice(
     assert voter_counts(config) == {"s0": 1, "s1": 1, "s2": 1}
 
 
+@pytest.mark.slow
 async def test_the_ledger_rows_of_lists_still_in_redis_are_never_pruned(
     config: Config, rds: redis.Redis, tmp_path: Path
 ) -> None:

@@ -2,7 +2,8 @@
 TLS MariaDB with accounts that require TLS or a client certificate; Sentinel and Cluster are
 started by their own tests (``tests.support.replicated``). All on loopback, on free ports, in
 short temporary directories (a Unix socket's path is limited to about 100 bytes), killed at the
-end. Each test skips with a reason when a program it needs is missing.
+end. Each test skips with a reason when a program it needs is missing. Every test here starts
+servers of its own: each is marked ``slow`` (``just test-quick`` leaves them out).
 
 The stores are checked with the tests' own synchronous clients (redis-py, PyMySQL), never
 through the worker's code.
@@ -32,6 +33,14 @@ from tests.support.servers import (
     start_or_fail,
 )
 from tests.support.services import Services, mysql_of, sql_connect
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

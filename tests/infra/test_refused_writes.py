@@ -34,8 +34,6 @@ from tests.support.stores import push, stored
 from tests.support.waiting import wait_until
 from tests.support.workers import tagged_env, worker_process
 
-pytestmark = pytest.mark.slow
-
 TOTAL = 20_000
 FAULT_S = 20.0  # how long each fault lasts
 READY_WITHIN_S = 15.0

@@ -27,7 +27,7 @@ from tests.support.waiting import wait_until
 from trio_worker import service
 from trio_worker.config import Config
 
-pytestmark = [pytest.mark.race, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.race, pytest.mark.slow, pytest.mark.timeout(120)]
 
 ROUNDS = 40
 # Of the 20 rounds aimed at a batch in flight, at least this many must have left one.

@@ -18,7 +18,7 @@ from tests.race.run import Run
 from tests.race.settings import base_config
 from tests.support.servers import OwnStores
 
-pytestmark = [pytest.mark.race, pytest.mark.timeout(0)]
+pytestmark = [pytest.mark.race, pytest.mark.slow, pytest.mark.timeout(0)]
 
 
 async def test_effectively_once_under_faults(
