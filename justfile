@@ -41,6 +41,10 @@ test *ARGS: setup
 test-quick *ARGS: setup
     {{bin}}/python -X dev -m pytest -m "not slow" {{ARGS}}
 
+# `just test` measured: line and branch coverage of trio_worker, worker processes included (htmlcov/)
+cov *ARGS:
+    {{just_executable()}} --justfile {{justfile()}} test --cov --cov-report=term-missing:skip-covered --cov-report=html {{ARGS}}
+
 # drain rate, latency, memory and batch-size sweep beside MariaDB's own ceiling (bench/run.py)
 bench *ARGS: setup
     #!/usr/bin/env bash
