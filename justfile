@@ -37,6 +37,14 @@ run *ARGS: setup
 test *ARGS: setup
     {{bin}}/python -X dev -m pytest {{ARGS}}
 
+# the short tests only: none marked slow (worker processes, private servers, over ~3 s each)
+test-quick *ARGS: setup
+    {{bin}}/python -X dev -m pytest -m "not slow" {{ARGS}}
+
+# `just test` measured: line and branch coverage of trio_worker, worker processes included (htmlcov/)
+cov *ARGS:
+    {{just_executable()}} --justfile {{justfile()}} test --cov --cov-report=term-missing:skip-covered --cov-report=html {{ARGS}}
+
 # trio-asyncio's own test suite, from the sdist of the installed release, with every loop it opens
 # a FastLoop, and (but tests/python) on the stock loop: passes when both end alike, test for test
 # (about 6 min; `just test-loop tests/interop` runs one part, paths as in the sdist)
@@ -105,9 +113,9 @@ bench *ARGS: setup
 test-race seeds="3" duration="60" *ARGS: setup
     {{bin}}/python -X dev -W error -m pytest tests/race --stress-seeds {{seeds}} --stress-duration {{duration}} {{ARGS}}
 
-# fetch (or build) Redis 6.2 and 5.0 for the tests that meet older servers (tests/old_redis.py)
+# fetch (or build) Redis 6.2 and 5.0 for the tests that meet older servers (tests/support/old_redis.py)
 old-redis: setup
-    {{bin}}/python -m tests.old_redis
+    {{bin}}/python -m tests.support.old_redis
 
 # static checks: ruff (lint and format) and strict mypy
 lint: setup

@@ -1,14 +1,13 @@
 """``just bench --galera``: the drain on a MariaDB Galera Cluster, beside the cluster's ceiling.
 
-Starts the tests' private cluster (``tests.galera``: three nodes on this machine, rsync state
-transfers, the shipped HAProxy configuration and health check, on free loopback ports) and
+Starts the tests' private cluster (``tests.support.galera``: three nodes on this machine, rsync
+state transfers, the shipped HAProxy configuration and health check, on free loopback ports) and
 points the bench's MySQL at HAProxy; Redis stays the local one. Then, as the main bench does:
 the ceiling, a drain, the ceiling again, ... (``bench.main.drains_between_ceilings``), every
 connection through HAProxy to the node that takes the writes, whose commits wait for the other
 two to receive the write-set. The ratio drain / ceiling says what the worker costs on top of
-what certification costs any client. The MariaDB CPU per vote is the writing node's; the
-drains' cores busy show every node and HAProxy apart, and ``others`` what else ran.
-"""
+what certification costs any client. The MariaDB CPU per vote is the writing node's; the drains'
+cores busy show every node and HAProxy apart, and ``others`` what else ran."""
 
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ from bench.common import RESULTS, say
 from bench.main import drains_between_ceilings
 from bench.report import DRAIN_VS_CEILING, every_run, load_avg, machine, summarise_drains
 from bench.stores import Stores, server_versions
-from tests.galera import Galera, galera_cluster, missing
+from tests.support.galera import Galera, galera_cluster, missing
 
 
 def node_settings(cluster: Galera) -> dict[str, str]:

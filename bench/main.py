@@ -106,7 +106,7 @@ def profiled_drain(stores: Stores, count: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.galera:
-        # Loads the tests' cluster code (tests.galera) only when asked.
+        # Loads the tests' cluster code (tests.support.galera) only when asked.
         from bench import galera
 
         return galera.run(args)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pty
 import subprocess
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -15,48 +14,22 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import env_of, wait_until
-from tests.helpers import push_raw, push_votes, row_count, sql
+from tests.support.commands import TRIO_WORKER, cli
+from tests.support.stores import push_raw, push_votes, row_count, sql, vote
+from tests.support.waiting import wait_until
+from tests.support.workers import env_of
 from trio_worker.config import Config
 from trio_worker.messages import envelope, parse
 from trio_worker.queue import scripts
 
-CLI = [sys.executable, "-m", "trio_worker"]
-CLI_TIMEOUT_S = 60
-
-
-async def cli(
-    config: Config, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[bytes]:
-    """Run ``trio-worker ARGS`` configured like ``config``, no terminal, capped in time."""
-    full_env = env_of(config) | (env or {})
-    with trio.fail_after(CLI_TIMEOUT_S):
-        return await trio.run_process(
-            [*CLI, *args],
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
-
-
-def out(result: subprocess.CompletedProcess[bytes]) -> str:
-    return result.stdout.decode()
-
-
-def err(result: subprocess.CompletedProcess[bytes]) -> str:
-    return result.stderr.decode()
+# Each command is a Python process of its own (about a second each): none is a short test.
+pytestmark = pytest.mark.slow
 
 
 def dead_letters(rds: redis.Redis, config: Config, *messages: bytes, reason: str = "x") -> None:
     """Put envelopes of ``messages`` on the dead-letter list, oldest first (as the worker does)."""
     at = datetime.now(UTC)
     rds.rpush(config.dead_letter_queue, *[envelope(m, reason, "test-worker", at) for m in messages])
-
-
-def vote(voter_id: str, choice: str = "a") -> bytes:
-    return orjson.dumps({"voter_id": voter_id, "vote": choice})
 
 
 # --- produce ---------------------------------------------------------------------------------
@@ -68,8 +41,8 @@ async def test_produce_pushes_n_valid_votes_at_the_producers_end(
 ) -> None:
     config = replace(config, consume_from=consume_from)  # type: ignore[arg-type]
     result = await cli(config, "produce", "--count", "250", "--choices", "x,y", "--yes")
-    assert result.returncode == 0, err(result)
-    assert f"pushed 250 votes (x,y) to {config.vote_queue}" in out(result)
+    assert result.returncode == 0, result.stderr
+    assert f"pushed 250 votes (x,y) to {config.vote_queue}" in result.stdout
 
     assert rds.llen(config.vote_queue) == 250
     # Taken from the worker's end, the votes come in the order they were produced.
@@ -87,12 +60,12 @@ def test_produce_shows_a_progress_bar_on_a_terminal(config: Config, rds: redis.R
     controller, terminal = pty.openpty()
     try:
         result = subprocess.run(
-            [*CLI, "produce", "--count", "3000", "--yes"],
+            [*TRIO_WORKER, "produce", "--count", "3000", "--yes"],
             env=env_of(config),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=terminal,
-            timeout=CLI_TIMEOUT_S,
+            timeout=60,
             check=False,
         )
         bar = os.read(controller, 65536).decode()
@@ -110,7 +83,7 @@ async def test_produce_at_a_rate_and_stored_by_the_worker(
 ) -> None:
     await start_worker(config)
     result = await cli(config, "produce", "--count", "40", "--rate", "400", "--yes")
-    assert result.returncode == 0, err(result)
+    assert result.returncode == 0, result.stderr
     await wait_until(lambda: row_count(config) == 40, what="40 produced votes stored")
     assert sql(config, "SELECT COUNT(DISTINCT voter_id) FROM votes") == [(40,)]
 
@@ -129,7 +102,7 @@ async def test_produce_refuses_choices_outside_vote_choices(
         env={"VOTE_CHOICES": "a,b"},
     )
     assert result.returncode == 2
-    assert "--choices: zz not in VOTE_CHOICES" in err(result)
+    assert "--choices: zz not in VOTE_CHOICES" in result.stderr
     assert rds.llen(config.vote_queue) == 0
 
 
@@ -139,13 +112,13 @@ async def test_produce_refuses_choices_outside_vote_choices(
 async def test_stats_before_the_first_run(config: Config, rds: redis.Redis) -> None:
     push_votes(rds, config, 3)
     result = await cli(config, "stats", "--json")
-    assert result.returncode == 0, err(result)
+    assert result.returncode == 0, result.stderr
     figures = orjson.loads(result.stdout)
     assert figures["queue_depth"] == 3
     assert figures["database_exists"] is False
     assert figures["stored_total"] == 0
     text = await cli(config, "stats")
-    assert "has no votes table yet" in out(text)
+    assert "has no votes table yet" in text.stdout
 
 
 async def test_stats_figures_match_reality(
@@ -167,7 +140,7 @@ async def test_stats_figures_match_reality(
     rds.sadd(f"{config.vote_queue}:inflight", ghost)
 
     result = await cli(config, "stats", "--json")
-    assert result.returncode == 0, err(result)
+    assert result.returncode == 0, result.stderr
     figures = orjson.loads(result.stdout)
     assert figures == {
         "queue": config.vote_queue,
@@ -183,7 +156,7 @@ async def test_stats_figures_match_reality(
         "stored_total": 7,
     }
 
-    text = out(await cli(config, "stats"))
+    text = (await cli(config, "stats")).stdout
     assert "queue depth     5\n" in text
     assert "in flight       4 (held by ghost)\n" in text
     assert "awaiting takeover: ghost" in text
@@ -204,8 +177,8 @@ async def test_dlq_list_shows_the_oldest_first(
     await wait_until(lambda: rds.llen(config.dead_letter_queue) == 3, what="3 dead letters")
 
     result = await cli(config, "dlq", "list", "--limit", "2", "--json")
-    assert result.returncode == 0, err(result)
-    items = [orjson.loads(line) for line in out(result).splitlines()]
+    assert result.returncode == 0, result.stderr
+    items = [orjson.loads(line) for line in result.stdout.splitlines()]
     assert [(i["message"], i["reason"]) for i in items] == [
         ("{first", "not_json"),
         ("[2]", "not_object"),
@@ -221,13 +194,13 @@ async def test_dlq_requeue_moves_each_dead_letter_once_oldest_first(
     dead_letters(rds, config, *originals[:4], b"\xff\xfe not utf-8")
 
     result = await cli(config, "dlq", "requeue", "--limit", "2")
-    assert result.returncode == 0, err(result)
-    assert "requeued 2 dead letters" in out(result)
+    assert result.returncode == 0, result.stderr
+    assert "requeued 2 dead letters" in result.stdout
     assert rds.lrange(config.vote_queue, 0, -1) == [originals[1], originals[0]]
     assert rds.llen(config.dead_letter_queue) == 3
 
     result = await cli(config, "dlq", "requeue", "--all")
-    assert "requeued 3 dead letters" in out(result)
+    assert "requeued 3 dead letters" in result.stdout
     # LPUSHed in age order: the worker (taking from the right) gets the oldest first.
     assert rds.lrange(config.vote_queue, 0, -1)[::-1] == [
         *originals[:4],
@@ -237,7 +210,7 @@ async def test_dlq_requeue_moves_each_dead_letter_once_oldest_first(
 
     again = await cli(config, "dlq", "requeue", "--all")
     assert again.returncode == 0
-    assert "requeued 0 dead letters" in out(again)
+    assert "requeued 0 dead letters" in again.stdout
     assert rds.llen(config.vote_queue) == 5
 
 
@@ -246,7 +219,7 @@ async def test_concurrent_requeues_move_each_dead_letter_exactly_once(
 ) -> None:
     originals = [vote(f"c{i}") for i in range(3000)]
     dead_letters(rds, config, *originals)
-    results: list[subprocess.CompletedProcess[bytes]] = []
+    results: list[subprocess.CompletedProcess[str]] = []
 
     async def requeue() -> None:
         results.append(await cli(config, "dlq", "requeue", "--all"))
@@ -256,7 +229,7 @@ async def test_concurrent_requeues_move_each_dead_letter_exactly_once(
         nursery.start_soon(requeue)
 
     assert [r.returncode for r in results] == [0, 0]
-    moved = [int(out(r).split()[1]) for r in results]
+    moved = [int(r.stdout.split()[1]) for r in results]
     assert sum(moved) == 3000
     queued = rds.lrange(config.vote_queue, 0, -1)
     assert sorted(queued) == sorted(originals)  # each once: none lost, none doubled
@@ -283,8 +256,8 @@ async def test_requeue_all_ends_while_a_worker_dead_letters_them_again(
     dead_letters(rds, config, vote("r1", "a"), b"{still broken", vote("r2", "b"), b"[]")
     await start_worker(config)
     result = await cli(config, "dlq", "requeue", "--all")
-    assert result.returncode == 0, err(result)
-    assert "requeued 4 dead letters" in out(result)
+    assert result.returncode == 0, result.stderr
+    assert "requeued 4 dead letters" in result.stdout
     await wait_until(lambda: row_count(config) == 2, what="the 2 valid requeued votes stored")
     await wait_until(lambda: rds.llen(config.dead_letter_queue) == 2, what="2 dead again")
     assert sorted(v for (v,) in sql(config, "SELECT voter_id FROM votes")) == ["r1", "r2"]
@@ -296,12 +269,12 @@ async def test_dlq_purge_without_terminal_or_yes_deletes_nothing(
     dead_letters(rds, config, b"a", b"b")
     result = await cli(config, "dlq", "purge")
     assert result.returncode == 2
-    assert "pass --yes" in err(result)
+    assert "pass --yes" in result.stderr
     assert rds.llen(config.dead_letter_queue) == 2
 
     result = await cli(config, "dlq", "purge", "--yes")
-    assert result.returncode == 0, err(result)
-    assert "purged 2 dead letters" in out(result)
+    assert result.returncode == 0, result.stderr
+    assert "purged 2 dead letters" in result.stdout
     assert rds.exists(config.dead_letter_queue) == 0
 
 
@@ -313,14 +286,14 @@ def test_dlq_purge_asks_on_a_terminal(
     controller, terminal = pty.openpty()
     try:
         with subprocess.Popen(
-            [*CLI, "dlq", "purge"],
+            [*TRIO_WORKER, "dlq", "purge"],
             env=env_of(config),
             stdin=terminal,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         ) as proc:
             os.write(controller, answer)
-            stdout, _ = proc.communicate(timeout=CLI_TIMEOUT_S)
+            stdout, _ = proc.communicate(timeout=60)
     finally:
         os.close(controller)
         os.close(terminal)
@@ -336,17 +309,17 @@ async def test_check_reaches_both_stores_and_says_whether_the_database_exists(
     config: Config, start_worker: Any
 ) -> None:
     result = await cli(config, "check")
-    assert result.returncode == 0, err(result)
-    assert f"ok: Redis at {config.redis_address}: reachable" in out(result)
-    assert f"ok: MySQL at {config.mysql_address}: reachable" in out(result)
-    assert f"database '{config.mysql_database}' does not exist yet" in out(result)
+    assert result.returncode == 0, result.stderr
+    assert f"ok: Redis at {config.redis_address}: reachable" in result.stdout
+    assert f"ok: MySQL at {config.mysql_address}: reachable" in result.stdout
+    assert f"database '{config.mysql_database}' does not exist yet" in result.stdout
 
     worker = await start_worker(config)  # creates the database
     worker.stop.set()
     await wait_until(lambda: bool(worker.exit_status), what="the worker to stop")
     result = await cli(config, "check")
-    assert result.returncode == 0, err(result)
-    assert f"database '{config.mysql_database}' exists" in out(result)
+    assert result.returncode == 0, result.stderr
+    assert f"database '{config.mysql_database}' exists" in result.stdout
 
 
 @pytest.mark.parametrize(("variable", "store"), [("MYSQL_PORT", "MySQL"), ("REDIS_PORT", "Redis")])
@@ -355,7 +328,7 @@ async def test_check_names_the_store_that_is_down(
 ) -> None:
     result = await cli(config, "check", env={variable: "3399"})
     assert result.returncode == 1
-    assert f"error: {store} at 127.0.0.1:3399: connection refused" in err(result)
+    assert f"error: {store} at 127.0.0.1:3399: connection refused" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -378,12 +351,12 @@ async def test_every_command_with_a_store_down_exits_1_naming_it_in_one_line(
     config: Config, args: list[str], variable: str, store: str
 ) -> None:
     result = await cli(config, *args, env={variable: "1"})
-    assert result.returncode == 1, err(result)
-    lines = [line for line in err(result).splitlines() if line.strip()]
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [
         f"{'error:' if args == ['check'] else 'trio-worker:'} {store} at 127.0.0.1:1:"
         " connection refused"
-    ], err(result)
+    ], result.stderr
 
 
 @pytest.mark.parametrize(
@@ -407,8 +380,8 @@ async def test_bad_arguments_exit_2_with_a_message(
 ) -> None:
     result = await cli(config, *args)
     assert result.returncode == 2
-    assert message in err(result)
-    assert "usage: trio-worker" in err(result)
+    assert message in result.stderr
+    assert "usage: trio-worker" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -426,12 +399,12 @@ async def test_bad_configuration_exits_2_naming_the_variable(
     for command in (["stats"], ["check"]):
         result = await cli(config, *command, env=env)
         assert result.returncode == 2
-        assert f"configuration error: {variable}: expected" in err(result)
+        assert f"configuration error: {variable}: expected" in result.stderr
 
 
 async def test_help_documents_exit_statuses(config: Config) -> None:
     for args in (["--help"], ["dlq", "--help"], ["produce", "--help"]):
         result = await cli(config, *args)
         assert result.returncode == 0
-        assert "exit status:" in out(result)
-        assert "2  bad configuration" in out(result)
+        assert "exit status:" in result.stdout
+        assert "2  bad configuration" in result.stdout

@@ -15,15 +15,12 @@ import orjson
 import pytest
 import redis
 
-from tests.conftest import env_of
-from tests.test_cli import CLI, CLI_TIMEOUT_S, cli, err, out, vote
+from tests.support.commands import TRIO_WORKER, cli
+from tests.support.stores import letters, vote
+from tests.support.workers import env_of
 from trio_worker.config import Config
 from trio_worker.messages import envelope, too_large_envelope
 from trio_worker.version import version
-
-
-def letters(rds: redis.Redis, config: Config) -> list[dict[str, object]]:
-    return [orjson.loads(raw) for raw in rds.lrange(config.dead_letter_queue, 0, -1)]
 
 
 def fill(rds: redis.Redis, config: Config) -> str:
@@ -49,14 +46,14 @@ def on_a_terminal(config: Config, args: list[str], answer: bytes) -> tuple[int, 
     controller, terminal = pty.openpty()
     try:
         with subprocess.Popen(
-            [*CLI, *args],
+            [*TRIO_WORKER, *args],
             env=env_of(config),
             stdin=terminal,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         ) as proc:
             os.write(controller, answer)
-            stdout, _ = proc.communicate(timeout=CLI_TIMEOUT_S)
+            stdout, _ = proc.communicate(timeout=60)
     finally:
         os.close(controller)
         os.close(terminal)
@@ -69,8 +66,8 @@ def on_a_terminal(config: Config, args: list[str], answer: bytes) -> tuple[int, 
 async def test_purge_yes_keeps_stale_batch_letters(config: Config, rds: redis.Redis) -> None:
     big_key = fill(rds, config)
     result = await cli(config, "dlq", "purge", "--yes")
-    assert result.returncode == 0, err(result)
-    said = out(result)
+    assert result.returncode == 0, result.stderr
+    said = result.stdout
     assert f"dead letters in {config.dead_letter_queue}, by reason:" in said
     lines = {line.split()[0]: line.split()[1:] for line in said.splitlines() if line[:2] == "  "}
     assert lines["not_json"][:2] == ["2", "delete"]
@@ -89,8 +86,8 @@ async def test_purge_yes_keeps_stale_batch_letters(config: Config, rds: redis.Re
 async def test_purge_reason_deletes_only_that_reason(config: Config, rds: redis.Redis) -> None:
     big_key = fill(rds, config)
     result = await cli(config, "dlq", "purge", "--reason", "not_json", "--yes")
-    assert result.returncode == 0, err(result)
-    assert "purged 2 dead letters" in out(result)
+    assert result.returncode == 0, result.stderr
+    assert "purged 2 dead letters" in result.stdout
     assert [d["reason"] for d in letters(rds, config)] == [
         "stale_batch",
         "stale_batch",
@@ -98,8 +95,8 @@ async def test_purge_reason_deletes_only_that_reason(config: Config, rds: redis.
     ]
     assert rds.exists(big_key)
     result = await cli(config, "dlq", "purge", "--reason", "stale_batch", "--yes")
-    assert result.returncode == 0, err(result)
-    assert "purged 2 dead letters" in out(result)
+    assert result.returncode == 0, result.stderr
+    assert "purged 2 dead letters" in result.stdout
     assert [d["reason"] for d in letters(rds, config)] == ["too_large"]
     assert rds.exists(big_key)
 
@@ -111,9 +108,9 @@ async def test_purge_without_a_terminal_or_yes_shows_the_counts_and_removes_noth
     before = rds.lrange(config.dead_letter_queue, 0, -1)
     result = await cli(config, "dlq", "purge")
     assert result.returncode == 2
-    assert "no terminal to confirm (delete 3 dead letters" in err(result)
-    assert "pass --yes" in err(result)
-    assert "stale_batch" in out(result)
+    assert "no terminal to confirm (delete 3 dead letters" in result.stderr
+    assert "pass --yes" in result.stderr
+    assert "stale_batch" in result.stdout
     assert rds.lrange(config.dead_letter_queue, 0, -1) == before
     assert rds.exists(big_key)
 
@@ -136,8 +133,8 @@ async def test_purge_with_only_stale_letters_has_nothing_to_do(
     at = datetime.now(UTC)
     rds.rpush(config.dead_letter_queue, envelope(vote("s"), "stale_batch", "w", at))
     result = await cli(config, "dlq", "purge")  # no terminal, no --yes: nothing to ask about
-    assert result.returncode == 0, err(result)
-    assert "nothing to purge" in out(result)
+    assert result.returncode == 0, result.stderr
+    assert "nothing to purge" in result.stdout
     assert rds.llen(config.dead_letter_queue) == 1
 
 
@@ -150,19 +147,19 @@ async def test_requeue_dry_run_moves_nothing_and_says_what_would(
     fill(rds, config)
     before = rds.lrange(config.dead_letter_queue, 0, -1)
     result = await cli(config, "dlq", "requeue", "--all", "--dry-run")
-    assert result.returncode == 0, err(result)
-    assert out(result).startswith(
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(
         f"would requeue 3 dead letters from {config.dead_letter_queue} to {config.vote_queue}"
         " (2 not_json, 1 too_large)"
     )
-    assert "would leave 2 stale_batch letters" in err(result)
+    assert "would leave 2 stale_batch letters" in result.stderr
     assert rds.lrange(config.dead_letter_queue, 0, -1) == before
     assert rds.llen(config.vote_queue) == 0
     limited = await cli(config, "dlq", "requeue", "--limit", "1", "--dry-run")
-    assert "would requeue 1 dead letters" in out(limited)
+    assert "would requeue 1 dead letters" in limited.stdout
     # The real thing moves what the dry run said.
     done = await cli(config, "dlq", "requeue", "--all")
-    assert "requeued 3 dead letters" in out(done)
+    assert "requeued 3 dead letters" in done.stdout
     assert rds.llen(config.vote_queue) == 3
 
 
@@ -171,8 +168,8 @@ async def test_list_shows_people_a_line_a_letter_and_scripts_the_envelopes(
 ) -> None:
     fill(rds, config)
     shown = await cli(config, "dlq", "list", "--limit", "2")
-    assert shown.returncode == 0, err(shown)
-    lines = out(shown).splitlines()
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
     assert lines[0].split() == ["time", "reason", "worker", "message"]
     assert "not_json" in lines[1]
     assert '"{nope"' in lines[1]
@@ -181,14 +178,14 @@ async def test_list_shows_people_a_line_a_letter_and_scripts_the_envelopes(
     assert lines[3].startswith(f"2 shown, oldest first, of 5 in {config.dead_letter_queue}")
 
     every = await cli(config, "dlq", "list", "--all", "--json")
-    assert every.returncode == 0, err(every)
-    assert [orjson.loads(line) for line in out(every).splitlines()] == letters(rds, config)
+    assert every.returncode == 0, every.stderr
+    assert [orjson.loads(line) for line in every.stdout.splitlines()] == letters(rds, config)
     big = await cli(config, "dlq", "list", "--reason", "too_large")
-    assert "(first bytes of 2040)" in out(big)
+    assert "(first bytes of 2040)" in big.stdout
 
     both = await cli(config, "dlq", "list", "--all", "--limit", "3")
     assert both.returncode == 2
-    assert "not allowed with argument" in err(both)
+    assert "not allowed with argument" in both.stderr
 
 
 # --- produce -------------------------------------------------------------------------------------
@@ -199,8 +196,8 @@ async def test_produce_without_a_terminal_needs_yes_and_pushes_nothing(
 ) -> None:
     result = await cli(config, "produce", "--count", "10")  # stdin is /dev/null
     assert result.returncode == 2
-    assert "produce: no terminal to confirm (push 10 test votes into" in err(result)
-    assert "pass --yes" in err(result)
+    assert "produce: no terminal to confirm (push 10 test votes into" in result.stderr
+    assert "pass --yes" in result.stderr
     assert rds.llen(config.vote_queue) == 0
 
 
@@ -220,7 +217,7 @@ def test_produce_asks_on_a_terminal(
 
 async def test_check_json(config: Config) -> None:
     result = await cli(config, "check", "--json")
-    assert result.returncode == 0, err(result)
+    assert result.returncode == 0, result.stderr
     doc = orjson.loads(result.stdout)
     assert (doc["ok"], doc["version"]) == (True, version())
     assert doc["configuration"] == {
@@ -255,7 +252,7 @@ async def test_redis_only_commands_ignore_mysql_settings(config: Config, rds: re
         "MYSQL_PASSWORD_FILE": "/nonexistent/password",
     }
     produced = await cli(config, "produce", "--count", "3", "--yes", env=bad)
-    assert produced.returncode == 0, err(produced)
+    assert produced.returncode == 0, produced.stderr
     assert rds.llen(config.vote_queue) == 3
     fill(rds, config)
     for args in (
@@ -264,8 +261,8 @@ async def test_redis_only_commands_ignore_mysql_settings(config: Config, rds: re
         ["dlq", "purge", "--reason", "not_json", "--yes"],
     ):
         result = await cli(config, *args, env=bad)
-        assert result.returncode == 0, (args, err(result))
+        assert result.returncode == 0, (args, result.stderr)
     for args in (["check"], ["stats"]):
         result = await cli(config, *args, env=bad)
-        assert result.returncode == 2, (args, err(result))
-        assert "configuration error: MYSQL_" in err(result)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "configuration error: MYSQL_" in result.stderr

@@ -21,10 +21,10 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import wait_until
-from tests.helpers import push_votes, row_count, sql, voter_counts
-from tests.processes import exit_status, worker_process
-from tests.servers import free_port
+from tests.support.servers import free_port
+from tests.support.stores import push_votes, row_count, sql, voter_counts
+from tests.support.waiting import wait_until
+from tests.support.workers import env_of, exit_status, worker_process
 from trio_worker.config import Config
 
 pytestmark = pytest.mark.slow
@@ -65,7 +65,7 @@ async def test_a_wall_clock_step_neither_quarantines_fresh_votes_nor_misdates_th
     offset.write_text("+0s\n")
     cfg = replace(config, http_port=free_port(), batch_size=100)
     ids: list[str] = []
-    async with worker_process(cfg, tmp_path / "worker.log", **faked(offset)) as proc:
+    async with worker_process({**env_of(cfg), **faked(offset)}, tmp_path / "worker.log") as proc:
         for step, prefix in ((f"+{STEP_S}s", "f"), (f"-{STEP_S}s", "b"), ("+0s", "z")):
             ids += push_votes(rds, config, 10_000, prefix=f"{prefix}-")
             handled = done(rds, config)

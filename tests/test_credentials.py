@@ -13,18 +13,12 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import wait_until
-from tests.helpers import push_votes, row_count, voter_counts
-from tests.processes import exit_status
-from tests.secured import (
-    answering,
-    http_bodies,
-    leaks,
-    mysql_account,
-    password_redis,
-    worker_env,
-    worker_process,
-)
+from tests.support.credentials import secrets_shown
+from tests.support.http import http_bodies, wait_answering
+from tests.support.servers import password_redis
+from tests.support.stores import mysql_account, push_votes, row_count, voter_counts
+from tests.support.waiting import wait_until
+from tests.support.workers import exit_status, worker_env, worker_process
 from trio_worker.config import Config
 
 pytestmark = pytest.mark.slow
@@ -52,7 +46,7 @@ async def test_redis_password_and_db_are_used(config: Config, tmp_path: Path) ->
         assert ours.llen(cfg.vote_queue) == 0
         assert list(ours.scan_iter(match=f"{cfg.vote_queue}:*")) == []
         assert default.dbsize() == 0
-        assert not leaks({"log": log.read_text(), **bodies}, [password])
+        assert not secrets_shown({"log": log.read_text(), **bodies}, [password])
 
 
 async def test_a_wrong_redis_password_is_a_store_failure_not_an_exit(
@@ -62,7 +56,7 @@ async def test_a_wrong_redis_password_is_a_store_failure_not_an_exit(
         cfg = replace(config, redis_host="127.0.0.1", redis_port=server.port)
         env, url = worker_env(cfg, REDIS_PASSWORD="not-the-password", REDIS_DB=str(DB))
         async with worker_process(env, tmp_path / "worker.log") as proc:
-            await answering(url)
+            await wait_answering(url)
             bodies = await http_bodies(url)
             assert bodies["/health"].startswith("503")
             assert '"redis":"disconnected"' in bodies["/health"].replace(" ", "")
@@ -111,7 +105,7 @@ async def test_mysql_password_file_for_an_account_with_a_password(
             proc.send_signal(signal.SIGTERM)
             assert await exit_status(proc, within_s=config.shutdown_timeout_s + 10) == 0
         assert voter_counts(config) == dict.fromkeys(ids, 1)
-        assert not leaks({"log": log.read_text(), **bodies}, [password.strip()])
+        assert not secrets_shown({"log": log.read_text(), **bodies}, [password.strip()])
 
 
 async def test_a_password_file_with_the_wrong_password_is_a_store_failure(
@@ -124,7 +118,7 @@ async def test_a_password_file_with_the_wrong_password_is_a_store_failure(
             config, MYSQL_USER=user, MYSQL_PASSWORD_FILE=str(secret_file), drop=["MYSQL_PASSWORD"]
         )
         async with worker_process(env, tmp_path / "worker.log") as proc:
-            await answering(url)
+            await wait_answering(url)
             await trio.sleep(1.0)  # several retries later it still runs, and says why not ready
             bodies = await http_bodies(url)
             assert bodies["/health"].startswith("503")

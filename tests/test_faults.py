@@ -13,39 +13,13 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import wait_until
-from tests.faults import FaultProxy
-from tests.helpers import admin_sql, inflight_keys, push_votes, row_count, sql, voter_counts
-from tests.processes import exit_status, worker_process
+from tests.support.faults import FaultProxy
+from tests.support.http import metric, wait_metric, wait_ready
+from tests.support.stores import admin_sql, inflight_keys, push_votes, row_count, sql, voter_counts
+from tests.support.waiting import wait_until
+from tests.support.workers import exit_status, worker_process
 from trio_worker.config import Config
 from trio_worker.queue import scripts
-
-
-async def metric(url: str, name: str) -> float:
-    async with httpx.AsyncClient(timeout=10) as client:
-        text = (await client.get(url + "/metrics")).text
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not exported")
-
-
-async def until_metric(url: str, name: str, value: float) -> None:
-    """Poll /metrics until ``name`` reads ``value`` (the counters live in the worker)."""
-    with trio.move_on_after(30):
-        while await metric(url, name) != value:  # noqa: ASYNC110 (HTTP: no event crosses it)
-            await trio.sleep(0.05)
-        return
-    pytest.fail(f"{name} never reached {value}: {await metric(url, name)}")
-
-
-async def until_ready(url: str) -> None:
-    async with httpx.AsyncClient(timeout=10) as client:
-        for _ in range(400):
-            if (await client.get(url + "/ready")).status_code == 200:
-                return
-            await trio.sleep(0.025)
-    pytest.fail("worker never became ready")
 
 
 async def drained(worker: Any, rds: redis.Redis, config: Config) -> None:
@@ -73,14 +47,14 @@ async def test_mysql_connection_cut_at_commit(
     proxy = FaultProxy(config.mysql_host, config.mysql_port)
     port = await nursery.start(proxy.serve)
     worker = await start_worker(config, mysql_host="127.0.0.1", mysql_port=port, batch_size=500)
-    await until_ready(worker.url)  # the schema is in place: the cuts hit batch commits only
+    await wait_ready(worker.url)  # the schema is in place: the cuts hit batch commits only
     for _ in range(3):
         getattr(proxy, arm)(b"COMMIT")
     ids = push_votes(rds, config, 3000)
     await wait_until(lambda: row_count(config) >= 3000, what="3000 rows")
     assert await metric(worker.url, "database_errors_total") >= 3
     # Sizes are observed when a flusher hears its COMMIT's reply, a moment after the rows show.
-    await until_metric(worker.url, "vote_batch_size_sum", 3000)
+    await wait_metric(worker.url, "vote_batch_size_sum", 3000)
     committed = await metric(worker.url, "vote_batch_size_count")
     await drained(worker, rds, config)
     assert proxy.pending == 0
@@ -135,6 +109,7 @@ async def test_stores_cut_off_and_back(
     assert voter_counts(config) == dict.fromkeys(ids, 1)
 
 
+@pytest.mark.slow
 async def test_a_redis_reply_that_never_comes_is_given_up_on_at_the_deadline(
     config: Config, rds: redis.Redis, start_worker: Any, nursery: trio.Nursery
 ) -> None:
@@ -156,6 +131,7 @@ async def test_a_redis_reply_that_never_comes_is_given_up_on_at_the_deadline(
     assert voter_counts(config) == dict.fromkeys(ids, 1)
 
 
+@pytest.mark.slow
 async def test_claim_whose_reply_is_lost_is_still_finished(
     config: Config, rds: redis.Redis, start_worker: Any, nursery: trio.Nursery
 ) -> None:
@@ -177,7 +153,7 @@ async def test_claim_whose_reply_is_lost_is_still_finished(
     first = f"{config.vote_queue}:inflight:ghost0:{now_ms}-abcdef-1"
     rds.rpush(first, b'{"voter_id": "g-first", "vote": "a"}')
     rds.sadd(registry, first)
-    await until_ready(worker.url)
+    await wait_ready(worker.url)
     await wait_until(
         lambda: row_count(config) == 1 and not rds.exists(first), what="a first recovery pass"
     )
@@ -192,6 +168,7 @@ async def test_claim_whose_reply_is_lost_is_still_finished(
     assert voter_counts(config) == {"g-first": 1, **{f"g{i}": 1 for i in range(50)}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "step",
     [b"AUTOCOMMIT", b"SET SESSION"],

@@ -15,11 +15,11 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import wait_until
-from tests.helpers import push_votes, sql, voter_counts
-from tests.processes import exit_status
-from tests.secured import answering, mysql_account, password_redis, worker_env, worker_process
-from tests.servers import command
+from tests.support.http import wait_answering
+from tests.support.servers import command, password_redis
+from tests.support.stores import mysql_account, push_votes, sql, voter_counts
+from tests.support.waiting import wait_until
+from tests.support.workers import exit_status, worker_env, worker_process
 from trio_worker.config import Config
 from trio_worker.pipeline import FLUSHERS
 from trio_worker.queue.client import MAX_CONNECTIONS
@@ -59,7 +59,7 @@ async def test_one_worker_keeps_five_mysql_connections_and_at_most_eight_to_redi
             return len(listed.splitlines()) - 1  # all but the test's own
 
         async with worker_process(env, tmp_path / "worker.log") as proc:
-            await answering(url)
+            await wait_answering(url)
             seen: list[int] = []
             sent = 0
             async with trio.open_nursery() as nursery:

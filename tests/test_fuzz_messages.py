@@ -22,8 +22,8 @@ import redis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import wait_until
-from tests.helpers import push_raw, row_count, sql
+from tests.support.stores import push_raw, row_count, sql
+from tests.support.waiting import wait_until
 from trio_worker.config import Config
 from trio_worker.messages import (
     REASONS,
@@ -108,6 +108,7 @@ def test_parse_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
     check_parsed(raw)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(messages())
 def test_parse_never_raises_on_vote_shaped_json(raw: bytes) -> None:
@@ -166,6 +167,7 @@ odd_json = st.sampled_from(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     st.lists(st.one_of(messages(), edges, odd_json, st.binary(max_size=50)), max_size=30),

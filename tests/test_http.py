@@ -10,9 +10,9 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import wait_until
-from tests.helpers import push_votes, row_count, voter_counts
-from tests.processes import mysql_proxy, stall_with_a_batch_in_flight
+from tests.support.faults import mysql_proxy, stall_with_a_batch_in_flight
+from tests.support.stores import push_votes, row_count, voter_counts
+from tests.support.waiting import wait_until
 from trio_worker.config import Config
 
 # README: /health answers once both stores answer "a live check (2 s each)"; a hung store is
@@ -35,7 +35,7 @@ async def ready_body(url: str) -> tuple[int, dict[str, Any]]:
     return response.status_code, response.json()
 
 
-@pytest.mark.parametrize("fault", ["hung", "down"])
+@pytest.mark.parametrize("fault", [pytest.param("hung", marks=pytest.mark.slow), "down"])
 async def test_health_says_503_within_the_probe_timeout_when_mysql_hangs_or_is_down(
     config: Config, start_worker: Any, nursery: trio.Nursery, fault: str
 ) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from tests.conftest import wait_until
-from tests.helpers import sql
+import pytest
+
+from tests.support.stores import sql
+from tests.support.waiting import wait_until
 from trio_worker.config import Config
 
 RETENTION_S = 30
@@ -47,6 +49,7 @@ def kept_while_young(config: Config, batch_id: str, committed_at: datetime) -> N
         assert age >= RETENTION_S, f"{batch_id} pruned at {age:.0f}s, younger than {RETENTION_S}s"
 
 
+@pytest.mark.slow
 async def test_the_running_worker_prunes_rows_older_than_the_retention_and_only_those(
     config: Config, start_worker: Any
 ) -> None:

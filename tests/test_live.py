@@ -5,17 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 import trio
 
+from tests.support.http import get
 from trio_worker.config import Config
 from trio_worker.liveness import Liveness
-
-
-async def get(url: str) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=10) as client:
-        return await client.get(url)
 
 
 async def test_a_busy_task_without_a_step_is_hung_an_idle_one_never(

@@ -23,11 +23,11 @@ import redis
 import trio
 import trio_asyncio
 
-from tests.conftest import wait_until
-from tests.faults import FaultProxy
-from tests.helpers import admin_sql, inflight_keys, push_votes, row_count, voter_counts
-from tests.processes import exit_status, worker_process
-from tests.servers import free_port
+from tests.support.faults import FaultProxy
+from tests.support.servers import free_port
+from tests.support.stores import admin_sql, inflight_keys, push_votes, row_count, voter_counts
+from tests.support.waiting import wait_until
+from tests.support.workers import exit_status, worker_process
 from trio_worker.config import Config
 from trio_worker.errors import MySQLUnavailable
 from trio_worker.mysql import connection as mysql_connection

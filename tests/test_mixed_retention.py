@@ -18,11 +18,11 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import wait_until
-from tests.faults import FaultProxy
-from tests.helpers import push_votes, row_count, voter_counts
-from tests.processes import exit_status, worker_process
-from tests.servers import free_port
+from tests.support.faults import FaultProxy
+from tests.support.servers import free_port
+from tests.support.stores import push_votes, row_count, voter_counts
+from tests.support.waiting import wait_until
+from tests.support.workers import exit_status, worker_process
 from trio_worker.config import Config
 
 pytestmark = pytest.mark.slow
@@ -72,7 +72,7 @@ async def test_a_short_retention_never_prunes_a_row_a_long_one_still_relies_on(
             # its in-flight list goes once that attempt learns the batch was committed.
             await wait_until(
                 lambda: not inflight(rds, config),
-                timeout_s=long.mysql_read_timeout_s + 30,
+                timeout_s=long.mysql_read_timeout_s + 60,
                 what="the held batch's retry",
             )
             for proc, cfg in ((short_proc, short), (long_proc, long)):

@@ -6,15 +6,15 @@ import signal
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 import redis
 import trio
 
-from tests.conftest import wait_until
-from tests.faults import FaultProxy
-from tests.helpers import (
+from tests.support.faults import FaultProxy
+from tests.support.http import get
+from tests.support.servers import free_port, own_mariadb
+from tests.support.stores import (
     admin_sql,
     create_schema,
     inflight_keys,
@@ -24,17 +24,12 @@ from tests.helpers import (
     sql,
     voter_counts,
 )
-from tests.processes import exit_status, worker_process
-from tests.servers import free_port, own_mariadb
+from tests.support.waiting import wait_until
+from tests.support.workers import exit_status, worker_process
 from trio_worker.config import Config
 from trio_worker.mysql.schema import VOTES_TABLE
 
 pytestmark = pytest.mark.slow
-
-
-async def http(url: str) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=5) as client:
-        return await client.get(url)
 
 
 def sessions(config: Config) -> set[int]:
@@ -141,11 +136,11 @@ async def test_a_refusal_of_the_schema_or_account_kind_keeps_the_worker_alive_an
             admin_sql(config, f"DROP TABLE `{db}`.votes")
             ids += push_votes(rds, config, 200, prefix="later")
             with trio.fail_after(20):
-                while (await http(url + "/ready")).status_code != 503:  # noqa: ASYNC110
+                while (await get(url + "/ready")).status_code != 503:  # noqa: ASYNC110
                     await trio.sleep(0.1)
             await trio.sleep(2)  # several retries
             assert proc.returncode is None, "the worker must not exit"
-            assert (await http(url + "/live")).status_code == 200
+            assert (await get(url + "/live")).status_code == 200
             admin_sql(config, f"CREATE TABLE `{db}`.votes {VOTES_TABLE.split('votes', 1)[1]}")
             await wait_until(lambda: row_count(config) == 200, timeout_s=20, what="the later votes")
             proc.send_signal(signal.SIGTERM)

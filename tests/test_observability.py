@@ -20,9 +20,9 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
 import trio_worker
-from tests.conftest import wait_until
-from tests.helpers import push_votes, row_count, voter_counts
-from tests.processes import mysql_proxy
+from tests.support.faults import mysql_proxy
+from tests.support.stores import push_votes, row_count, voter_counts
+from tests.support.waiting import wait_until
 from trio_worker import watch
 from trio_worker.config import Config
 from trio_worker.errors import MySQLUnavailable, RedisUnavailable, StoreUnavailable

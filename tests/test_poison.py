@@ -11,18 +11,21 @@ from typing import Any
 import orjson
 import pytest
 import redis
-import trio
 
-from tests.conftest import wait_until
-from tests.helpers import cli, inflight_keys, push_raw, push_votes, row_count, voter_counts
-from tests.processes import exit_status, worker_process
-from tests.servers import free_port
+from tests.support.commands import cli, run_cli
+from tests.support.servers import free_port
+from tests.support.stores import (
+    inflight_keys,
+    letters,
+    push_raw,
+    push_votes,
+    row_count,
+    voter_counts,
+)
+from tests.support.waiting import wait_until
+from tests.support.workers import exit_status, worker_process
 from trio_worker.config import Config
 from trio_worker.queue import PREVIEW_BYTES
-
-
-def letters(rds: redis.Redis, config: Config) -> list[dict[str, Any]]:
-    return [orjson.loads(e) for e in rds.lrange(config.dead_letter_queue, 0, -1)]
 
 
 async def test_a_message_over_the_limit_is_dead_lettered_with_its_original_kept(
@@ -52,6 +55,7 @@ async def test_a_message_over_the_limit_is_dead_lettered_with_its_original_kept(
     assert letters(rds, cfg)[1]["encoding"] == "base64"
 
 
+@pytest.mark.slow
 async def test_operators_see_requeue_and_purge_oversized_letters(
     config: Config, rds: redis.Redis, start_worker: Any
 ) -> None:
@@ -62,12 +66,12 @@ async def test_operators_see_requeue_and_purge_oversized_letters(
     await wait_until(lambda: rds.llen(cfg.dead_letter_queue) == 1, what="the dead letter")
     worker.stop.set()
     await wait_until(lambda: worker.exit_status, what="the worker to stop")
-    listed = cli(cfg, "dlq", "list", "--reason", "too_large", "--json")
+    listed = run_cli(cfg, "dlq", "list", "--reason", "too_large", "--json")
     assert listed.returncode == 0, listed.stderr
     shown = orjson.loads(listed.stdout)
     assert (shown["size"], shown["reason"]) == (len(big), "too_large")
     key = shown["original_key"]
-    requeued = await trio.to_thread.run_sync(cli, cfg, "dlq", "requeue", "--all")
+    requeued = await cli(cfg, "dlq", "requeue", "--all")
     assert requeued.returncode == 0, requeued.stderr
     assert "requeued 1 dead letters" in requeued.stdout
     assert rds.lrange(cfg.vote_queue, 0, -1) == [big]  # byte for byte, back where producers push
@@ -77,7 +81,7 @@ async def test_operators_see_requeue_and_purge_oversized_letters(
     worker = await start_worker(cfg)
     await wait_until(lambda: rds.llen(cfg.dead_letter_queue) == 1, what="the dead letter again")
     key = letters(rds, cfg)[0]["original_key"]
-    purged = cli(cfg, "dlq", "purge", "--yes")
+    purged = run_cli(cfg, "dlq", "purge", "--yes")
     assert purged.returncode == 0, purged.stderr
     assert rds.llen(cfg.dead_letter_queue) == 0
     assert not rds.exists(key)

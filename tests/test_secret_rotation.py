@@ -17,11 +17,11 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import wait_until
-from tests.helpers import admin_sql, push_votes, sql, voter_counts
-from tests.processes import exit_status
-from tests.secured import answering, mysql_account, password_redis, worker_env, worker_process
-from tests.servers import command
+from tests.support.http import wait_answering
+from tests.support.servers import command, password_redis
+from tests.support.stores import admin_sql, mysql_account, push_votes, sql, voter_counts
+from tests.support.waiting import wait_until
+from tests.support.workers import exit_status, worker_env, worker_process
 from trio_worker.config import Config
 
 pytestmark = pytest.mark.slow
@@ -91,7 +91,7 @@ async def test_a_rotated_mysql_password_is_picked_up_without_a_restart(
         )
         log = tmp_path / "worker.log"
         async with worker_process(env, log) as proc:
-            await answering(url)
+            await wait_answering(url)
 
             def rotate() -> None:
                 escaped = new.replace("'", "\\'")
@@ -143,7 +143,7 @@ async def test_a_rotated_redis_password_is_picked_up_without_a_restart(
         log = tmp_path / "worker.log"
         try:
             async with worker_process(env, log) as proc:
-                await answering(url)
+                await wait_answering(url)
                 _, took = await rotate_under_load(config, proc, push, rotate, nursery)
                 proc.send_signal(signal.SIGTERM)
                 assert await exit_status(proc, within_s=config.shutdown_timeout_s + 10) == 0

@@ -13,18 +13,12 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.processes import exit_status
-from tests.secured import (
-    answering,
-    http_bodies,
-    leaks,
-    mysql_account,
-    operator_command,
-    password_redis,
-    worker_env,
-    worker_process,
-)
-from tests.servers import free_port
+from tests.support.commands import cli, run_cli
+from tests.support.credentials import secrets_shown
+from tests.support.http import http_bodies, wait_answering
+from tests.support.servers import free_port, password_redis
+from tests.support.stores import mysql_account
+from tests.support.workers import exit_status, worker_env, worker_process
 from trio_worker.config import Config
 
 pytestmark = pytest.mark.slow
@@ -38,14 +32,14 @@ async def observe(env: dict[str, str], url: str, log: Path) -> dict[str, str]:
     """Run the worker a while (its stores refusing it), read every endpoint, stop it; then
     run ``check`` with the same environment. Everything it said, by where."""
     async with worker_process(env, log) as proc:
-        await answering(url)
+        await wait_answering(url)
         await trio.sleep(1.5)  # several failed attempts, each logged at debug level
         bodies = await http_bodies(url)
         proc.send_signal(signal.SIGTERM)
         status = await exit_status(proc, within_s=40)
     said = await trio.Path(log).read_text()
     assert status == 0, said
-    check = await trio.to_thread.run_sync(operator_command, env, "check")
+    check = await cli(env, "check")
     assert check.returncode == 1, check.stdout + check.stderr
     return {"log": said, **bodies, "check": check.stdout + check.stderr}
 
@@ -70,7 +64,7 @@ async def test_wrong_passwords_never_show_in_logs_http_or_errors(
         )
         said = await observe(env, url, tmp_path / "worker.log")
     assert "503" in said["/health"], said["/health"]
-    assert not leaks(said, [redis_secret, mysql_secret])
+    assert not secrets_shown(said, [redis_secret, mysql_secret])
 
 
 async def test_a_password_in_redis_url_never_shows(config: Config, tmp_path: Path) -> None:
@@ -83,7 +77,7 @@ async def test_a_password_in_redis_url_never_shows(config: Config, tmp_path: Pat
         LOG_LEVEL="debug",
     )
     said = await observe(env, url, tmp_path / "worker.log")
-    assert not leaks(said, [url_secret])
+    assert not secrets_shown(said, [url_secret])
 
 
 @pytest.mark.parametrize(
@@ -104,7 +98,7 @@ def test_a_bad_configuration_names_the_variable_never_the_secret(
         drop=["REDIS_HOST", "REDIS_PORT"],
         **{k: v.format(s=value) for k, v in variables.items()},
     )
-    result = operator_command(env, "check")
+    result = run_cli(env, "check")
     assert result.returncode == 2
     out = result.stdout + result.stderr
     assert "REDIS_" in out, out

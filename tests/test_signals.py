@@ -11,15 +11,16 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import wait_until
-from tests.helpers import inflight_keys, push_votes, row_count, voter_counts
-from tests.processes import (
+from tests.support.faults import mysql_proxy, stall_with_a_batch_in_flight
+from tests.support.stores import (
     exactly_once_or_queued,
-    exit_status,
-    mysql_proxy,
-    stall_with_a_batch_in_flight,
-    worker_process,
+    inflight_keys,
+    push_votes,
+    row_count,
+    voter_counts,
 )
+from tests.support.waiting import wait_until
+from tests.support.workers import exit_status, worker_process
 from trio_worker.config import Config
 
 pytestmark = pytest.mark.slow

@@ -19,25 +19,23 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import wait_until
-from tests.helpers import (
+from tests.support.commands import run_cli
+from tests.support.faults import mysql_proxy, stall_with_a_batch_in_flight
+from tests.support.stores import (
     admin_sql,
-    cli,
     create_schema,
     inflight_keys,
+    letters,
     push_votes,
     row_count,
     sql,
     voter_counts,
 )
-from tests.processes import exit_status, mysql_proxy, stall_with_a_batch_in_flight, worker_process
+from tests.support.waiting import wait_until
+from tests.support.workers import exit_status, worker_process
 from trio_worker.config import Config
 
 RETENTION_S = 30
-
-
-def letters(rds: redis.Redis, config: Config) -> list[dict[str, Any]]:
-    return [orjson.loads(e) for e in rds.lrange(config.dead_letter_queue, 0, -1)]
 
 
 def old_batch(config: Config, owner: str, age_s: float, n: int) -> str:
@@ -83,6 +81,7 @@ async def test_a_worker_frozen_past_the_retention_never_commits_its_batch_again(
     assert letters(rds, config) == []  # its list was gone: nothing to quarantine
 
 
+@pytest.mark.slow
 async def test_a_batch_from_a_restored_snapshot_is_quarantined_not_stored_twice(
     config: Config, rds: redis.Redis, tmp_path: Path
 ) -> None:
@@ -100,12 +99,12 @@ async def test_a_batch_from_a_restored_snapshot_is_quarantined_not_stored_twice(
         assert {(e["reason"], e["may_be_stored"]) for e in found} == {("stale_batch", True)}
         assert sorted(e["message"].encode() for e in found) == sorted(votes)
         # An operator's `requeue --all` leaves them: their votes may already be stored.
-        done = cli(cfg, "dlq", "requeue", "--all")
+        done = run_cli(cfg, "dlq", "requeue", "--all")
         assert "requeued 0 dead letters" in done.stdout
         assert "left 3 stale_batch letters" in done.stderr
         assert rds.llen(config.dead_letter_queue) == 3
         # Asked for by reason (after checking MySQL), they go back and are stored once.
-        done = cli(cfg, "dlq", "requeue", "--all", "--reason", "stale_batch")
+        done = run_cli(cfg, "dlq", "requeue", "--all", "--reason", "stale_batch")
         assert "requeued 3 dead letters" in done.stdout
         await wait_until(lambda: row_count(config) == 3, what="the requeued votes")
         proc.send_signal(signal.SIGTERM)
@@ -113,6 +112,7 @@ async def test_a_batch_from_a_restored_snapshot_is_quarantined_not_stored_twice(
     assert voter_counts(config) == {"s0": 1, "s1": 1, "s2": 1}
 
 
+@pytest.mark.slow
 async def test_the_ledger_rows_of_lists_still_in_redis_are_never_pruned(
     config: Config, rds: redis.Redis, tmp_path: Path
 ) -> None:

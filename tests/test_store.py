@@ -8,7 +8,7 @@ import trio_asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import admin_sql, sql
+from tests.support.stores import admin_sql, sql
 from trio_worker.config import Config
 from trio_worker.errors import MySQLUnavailable
 from trio_worker.mysql import ledger

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import redis
 
-from tests.conftest import wait_until
-from tests.helpers import push_raw, sql
+from tests.support.stores import push_raw, sql
+from tests.support.waiting import wait_until
 from trio_worker.config import Config
 from trio_worker.messages.stamps import _timestamp
 

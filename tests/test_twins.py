@@ -6,40 +6,17 @@ import signal
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
-import trio
 
-from tests.conftest import wait_until
-from tests.helpers import inflight_keys, push_votes, row_count, voter_counts
-from tests.processes import exit_status, worker_process
-from tests.servers import free_port
+from tests.support.http import get, metric, wait_answering
+from tests.support.servers import free_port
+from tests.support.stores import inflight_keys, push_votes, row_count, voter_counts
+from tests.support.waiting import wait_until
+from tests.support.workers import exit_status, worker_process
 from trio_worker.config import Config
 
 pytestmark = pytest.mark.slow
-
-
-async def scrape(url: str, path: str) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=5) as client:
-        return await client.get(url + path)
-
-
-async def metric(url: str, name: str) -> float:
-    for line in (await scrape(url, "/metrics")).text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not exported")
-
-
-async def until_answers(url: str) -> None:
-    with trio.fail_after(30):
-        while True:
-            try:
-                await scrape(url, "/live")
-                return
-            except httpx.TransportError:
-                await trio.sleep(0.05)
 
 
 async def test_a_twin_takes_no_votes_while_the_other_lives_then_takes_over(
@@ -56,8 +33,8 @@ async def test_a_twin_takes_no_votes_while_the_other_lives_then_takes_over(
         worker_process(first, tmp_path / "first.log") as first_proc,
         worker_process(twin, tmp_path / "twin.log") as twin_proc,
     ):
-        await until_answers(first_url)
-        await until_answers(twin_url)
+        await wait_answering(first_url)
+        await wait_answering(twin_url)
         await wait_until(lambda: row_count(config) >= 2000, what="the first batch of votes")
         ids += push_votes(rds, config, 2000, prefix="while-both-live")
         await wait_until(lambda: row_count(config) >= 4000, what="votes pushed while both live")
@@ -66,11 +43,11 @@ async def test_a_twin_takes_no_votes_while_the_other_lives_then_takes_over(
         if await metric(first_url, "worker_id_conflict") == 1:
             holder, other = twin_url, first_url
         assert await metric(other, "worker_id_conflict") == 1
-        assert "votes_processed_total{" not in (await scrape(other, "/metrics")).text
-        ready = await scrape(other, "/ready")
+        assert "votes_processed_total{" not in (await get(other + "/metrics")).text
+        ready = await get(other + "/ready")
         assert ready.status_code == 503
         assert ready.json()["worker_id_conflict"] is True
-        assert (await scrape(holder, "/ready")).status_code == 200
+        assert (await get(holder + "/ready")).status_code == 200
         # The holder stops; the other takes the id over and goes on.
         holder_proc, other_proc = (
             (first_proc, twin_proc) if holder == first_url else (twin_proc, first_proc)

@@ -17,8 +17,8 @@ import redis.asyncio as aredis
 import redis.exceptions as rex
 import trio
 
-from tests.conftest import wait_until
-from tests.helpers import (
+from tests.support.http import get
+from tests.support.stores import (
     admin_sql,
     inflight_keys,
     push_raw,
@@ -27,6 +27,7 @@ from tests.helpers import (
     sql,
     voter_counts,
 )
+from tests.support.waiting import wait_until
 from trio_worker.config import Config
 from trio_worker.mysql.schema import LEDGER_TABLE, VOTES_TABLE
 
@@ -54,11 +55,6 @@ def samples(text: str) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             out[name] = float(value)
     return out
-
-
-async def get(url: str) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=10) as client:
-        return await client.get(url)
 
 
 async def test_stores_valid_votes_once_and_dead_letters_the_rest(

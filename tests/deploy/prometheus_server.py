@@ -24,7 +24,7 @@ import pytest
 import trio
 import yaml
 
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 # A duration as Prometheus writes one: 90s, 5m, 1h30m.
 _DURATION = r"(?:\d+(?:ms|s|m|h|d|w|y))+"

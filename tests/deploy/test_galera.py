@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.galera import CLUSTERCHECK, HAPROXY_CFG
+from tests.support.galera import CLUSTERCHECK, HAPROXY_CFG
 
 SYNCED_PRIMARY = {
     "wsrep_cluster_status": "Primary",

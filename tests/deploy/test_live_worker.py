@@ -9,13 +9,11 @@ import time
 from typing import Any
 
 import httpx
-import pymysql
 import redis
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from tests.conftest import wait_until
 from tests.deploy.common import (
     alert_rules,
     dashboard_exprs,
@@ -23,7 +21,9 @@ from tests.deploy.common import (
     manifests,
     metric_names,
 )
-from tests.helpers import push_raw, push_votes, row_count
+from tests.support.http import wait_ready
+from tests.support.stores import mysql_connect, push_raw, push_votes, row_count
+from tests.support.waiting import wait_until
 from trio_worker.config import Config
 
 # Series Prometheus makes itself, not the worker.
@@ -72,13 +72,7 @@ async def test_every_metric_in_dashboard_and_alerts_is_exported_by_a_live_worker
     # block on their INSERT) and timestamped votes are pushed behind it; the scrape is taken
     # while they wait, then the lock is released and they are stored.
     sent_at = time.time() - 60
-    lock = pymysql.connect(
-        host=config.mysql_host,
-        port=config.mysql_port,
-        user=config.mysql_user,
-        password=config.mysql_password,
-        database=config.mysql_database,
-    )
+    lock = mysql_connect(config, autocommit=False)
     try:
         with lock.cursor() as cursor:
             cursor.execute("LOCK TABLES votes WRITE")
@@ -152,10 +146,7 @@ async def test_a_live_worker_answers_every_probe_the_manifests_use(
     paths = probe_paths()
     assert paths >= NEW_IN_WORKER["endpoints"] | {"/ready"}
     worker = await start_worker(config)
+    await wait_ready(worker.url)
     async with httpx.AsyncClient(timeout=10) as client:
-        with trio.move_on_after(30):
-            # Polling: readiness is only observable over HTTP.
-            while (await client.get(worker.url + "/ready")).status_code != 200:  # noqa: ASYNC110
-                await trio.sleep(0.1)
         answers = {path: (await client.get(worker.url + path)).status_code for path in paths}
     assert answers == dict.fromkeys(paths, 200)

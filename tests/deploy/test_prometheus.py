@@ -23,13 +23,14 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import wait_ready, wait_until
 from tests.deploy.common import ALERTS, load_yaml
 from tests.deploy.prometheus_server import Prometheus, prometheus, scaled_rules
-from tests.helpers import push_votes, row_count, voter_counts
-from tests.processes import exit_status, mysql_proxy, worker_process
-from tests.secured import answering
-from tests.servers import free_port
+from tests.support.faults import mysql_proxy
+from tests.support.http import wait_answering, wait_ready
+from tests.support.servers import free_port
+from tests.support.stores import push_votes, row_count, voter_counts
+from tests.support.waiting import wait_until
+from tests.support.workers import exit_status, worker_process
 from trio_worker.config import Config
 
 pytestmark = pytest.mark.slow
@@ -102,7 +103,7 @@ async def test_the_shipped_alerts_in_a_real_prometheus(
     stop_producing = trio.Event()
     timings: dict[str, float] = {}
     async with worker_process(cfg, tmp_path / "worker.log") as proc:
-        await answering(url)
+        await wait_answering(url)
         await wait_ready(url)
         async with prometheus(
             tmp_path / "prometheus", scaled_rules(shipped), [f"127.0.0.1:{cfg.http_port}"]

@@ -1,8 +1,9 @@
 """Private servers for the connection tests: TLS Redis with ACL users, a Unix-socket Redis, a
 TLS MariaDB with accounts that require TLS or a client certificate; Sentinel and Cluster are
-started by their own tests (``tests.servers``). All on loopback, on free ports, in short
-temporary directories (a Unix socket's path is limited to about 100 bytes), killed at the end.
-Each test skips with a reason when a program it needs is missing.
+started by their own tests (``tests.support.replicated``). All on loopback, on free ports, in
+short temporary directories (a Unix socket's path is limited to about 100 bytes), killed at the
+end. Each test skips with a reason when a program it needs is missing. Every test here starts
+servers of its own: each is marked ``slow`` (``just test-quick`` leaves them out).
 
 The stores are checked with the tests' own synchronous clients (redis-py, PyMySQL), never
 through the worker's code.
@@ -10,78 +11,43 @@ through the worker's code.
 
 from __future__ import annotations
 
-import os
-import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import pymysql
 import pytest
-import redis
 
-from tests.conftest import RunningWorker, Services, sql_connect, wait_until
-from tests.infra.pki import PKI, make_pki
-from tests.servers import MariaDBServer, RedisServer, RedisTLS, own_mariadb
+from tests.support.credentials import ADMIN_ACL, MYSQL_PASSWORD, REDIS_PASSWORD, REDIS_USER_ACL
+from tests.support.figures import FIGURES, write_figures
+from tests.support.pki import PKI, make_pki
+from tests.support.servers import (
+    RedisServer,
+    RedisTLS,
+    TLSMariaDB,
+    need,
+    own_mariadb,
+    start_or_fail,
+)
+from tests.support.services import Services, mysql_of, sql_connect
 
-# Secrets the tests look for in logs, errors and HTTP answers: they must never appear there.
-REDIS_PASSWORD = f"redis-pw-{secrets.token_hex(8)}"
-MYSQL_PASSWORD = f"mysql-pw-{secrets.token_hex(8)}"
-# The Redis ACL user: only keys under the tests' queues (``tw...``), no dangerous command
-# but INFO (for ``check``). The least a worker needs (docs/operations.md shows it).
-REDIS_USER_ACL = [
-    "worker",
-    "on",
-    f">{REDIS_PASSWORD}",
-    "resetchannels",
-    "~tw*",
-    "-@all",
-    "+@read",
-    "+@write",
-    "+@scripting",
-    "-@dangerous",
-    "+ping",
-    "+wait",
-    "+client|reply",
-    "+acl|whoami",
-    "+info",
-]
+HERE = Path(__file__).parent
 
 
-# The tests' own user on the ACL servers (the worker's user may not list clients).
-ADMIN_ACL = ["admin", "on", f">{REDIS_PASSWORD}-admin", "~*", "&*", "+@all"]
-
-
-# How long the failover tests' producers wait for a replica to acknowledge a push (WAIT).
-PUSH_WAIT_MS = 200
-
-# Figures a test measured (the Sentinel failover's), printed at the end of the run.
-FIGURES: list[tuple[str, dict[str, Any]]] = []
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not FIGURES:
         return
     terminalreporter.section("connection tests: figures")
-    for what, figures in FIGURES:
-        shown = " ".join(
-            f"{k}={v:.1f}s" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()
-        )
-        terminalreporter.write_line(f"{what}: {shown}")
-
-
-def need(*programs: str) -> None:
-    """Skip the test (with the reason) unless every program is installed."""
-    for program in programs:
-        if shutil.which(program) is None and not Path(program).exists():
-            pytest.skip(f"{program} is not installed")
+    write_figures(terminalreporter.write_line)
 
 
 @pytest.fixture(scope="session")
@@ -95,20 +61,6 @@ def short_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="tw-infra-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-def start_or_fail(server: RedisServer | MariaDBServer, what: str) -> None:
-    """Start it; skip if the program lacks what the test needs (a redis-server built without
-    TLS), fail on anything else: a test's own mistake must not pass as a skip."""
-    try:
-        server.start_blocking(timeout_s=30)
-    except RuntimeError:
-        log = server.directory / f"{server.name}.log"
-        tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
-        server.stop()
-        if "tls" in tail.lower() and ("directive" in tail or "not support" in tail.lower()):
-            pytest.skip(f"{what}: this build has no TLS ({tail.strip().splitlines()[-1]})")
-        pytest.fail(f"{what} did not start: {tail}")
 
 
 @pytest.fixture(scope="session")
@@ -153,20 +105,6 @@ def unix_redis(short_dir: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-@dataclass
-class TLSMariaDB:
-    server: MariaDBServer
-    # account name -> what it requires
-    accounts: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def admin(self) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
-        return self.server.admin()
-
-
 @pytest.fixture(scope="session")
 def tls_mariadb(pki: PKI, short_dir: Path) -> Iterator[TLSMariaDB]:
     """A private mariadbd with TLS (the test CA's ``localhost`` certificate) and three
@@ -205,32 +143,6 @@ def tag() -> str:
     return uuid.uuid4().hex[:10]
 
 
-def worker_env(tag: str, **extra: str) -> dict[str, str]:
-    """The worker's own settings for a test: queue ``tw<tag>``, database ``tw_<tag>``."""
-    return {
-        "VOTE_QUEUE": f"tw{tag}",
-        "MYSQL_DATABASE": f"tw_{tag}",
-        "WORKER_ID": f"infra-{tag}",
-        "HOST": "127.0.0.1",
-        "PORT": "0",
-        "LOG_FORMAT": "text",
-        "BATCH_SIZE": "200",
-        "HEARTBEAT_TTL_S": "3",
-        "SHUTDOWN_TIMEOUT_S": "20",
-        **extra,
-    }
-
-
-def mysql_of(services: Services) -> dict[str, str]:
-    """The shared MariaDB's address and account, as the worker's environment."""
-    return {
-        "MYSQL_HOST": services.mysql_host,
-        "MYSQL_PORT": str(services.mysql_port),
-        "MYSQL_USER": services.mysql_user,
-        "MYSQL_PASSWORD": services.mysql_password,
-    }
-
-
 @pytest.fixture
 def shared_mysql(services: Services, tag: str) -> Iterator[dict[str, str]]:
     """The shared MariaDB's settings for the worker (database ``tw_<tag>``, dropped after)."""
@@ -238,74 +150,3 @@ def shared_mysql(services: Services, tag: str) -> Iterator[dict[str, str]]:
     conn = sql_connect(services)
     with conn, conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS `tw_{tag}`")
-
-
-def stored(conn: pymysql.connections.Connection[Any], database: str) -> dict[str, int]:
-    """voter_id -> how many rows (0 rows: an empty dict, also when the table is missing)."""
-    with conn.cursor() as cur:
-        try:
-            cur.execute(f"SELECT voter_id, COUNT(*) FROM `{database}`.votes GROUP BY voter_id")
-        except pymysql.err.ProgrammingError:
-            return {}
-        return {str(v): int(n) for v, n in cur.fetchall()}
-
-
-def newer_than(counts: dict[str, int], first: int) -> bool:
-    """Whether a vote numbered ``first`` or later (``s123``, ``c123``) is stored."""
-    return any(int(v[1:]) >= first for v in counts)
-
-
-async def new_votes_stored(
-    conn: pymysql.connections.Connection[Any], database: str, first: int
-) -> None:
-    """Wait until a vote numbered ``first`` or later is stored: new work flows again."""
-    await wait_until(
-        lambda: newer_than(stored(conn, database), first),
-        timeout_s=60,
-        what="votes pushed after the failover stored",
-    )
-
-
-async def stop_and_clean(
-    worker: RunningWorker,
-    client: redis.Redis,
-    admin: pymysql.connections.Connection[Any],
-    database: str,
-    queue: str,
-) -> None:
-    """Stop the worker and wait for its drain, then remove its keys and its database."""
-    worker.stop.set()
-    await wait_until(lambda: bool(worker.exit_status), what="the drain")
-    keys = list(client.scan_iter(match=f"{queue}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-    with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
-    admin.close()
-
-
-def votes(ids: list[str]) -> list[bytes]:
-    return [f'{{"voter_id": "{v}", "vote": "{"ab"[i % 2]}"}}'.encode() for i, v in enumerate(ids)]
-
-
-def push(client: redis.Redis, queue: str, ids: list[str]) -> None:
-    """LPUSH, as the seed's producers do (the worker takes from the right)."""
-    for start in range(0, len(ids), 500):
-        client.lpush(queue, *votes(ids[start : start + 500]))
-
-
-def cli(
-    args: list[str], env: dict[str, str], timeout_s: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """``python -m trio_worker ARGS`` with exactly this configuration (no REDIS_*/MYSQL_* of
-    the test run's own)."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "MYSQL_"))}
-    return subprocess.run(
-        [sys.executable, "-P", "-m", "trio_worker", *args],
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )

@@ -23,19 +23,14 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from tests.conftest import Services, sql_connect, wait_until
-from tests.infra.conftest import (
-    FIGURES,
-    PUSH_WAIT_MS,
-    cli,
-    need,
-    new_votes_stored,
-    stored,
-    votes,
-    worker_env,
-)
-from tests.replicated import ClusterNodes, redis_cluster
-from tests.servers import RedisServer, command
+from tests.support.commands import run_cli
+from tests.support.figures import FIGURES
+from tests.support.replicated import PUSH_WAIT_MS, ClusterNodes, redis_cluster
+from tests.support.servers import RedisServer, command, need
+from tests.support.services import Services, mysql_of, sql_connect
+from tests.support.stores import new_votes_stored, queue_drained, stored, votes
+from tests.support.waiting import wait_until
+from tests.support.workers import tagged_env
 from trio_worker.config import from_env
 from trio_worker.errors import RedisUnavailable
 from trio_worker.queue import Boundary, RedisQueue
@@ -63,7 +58,7 @@ def cluster_env(
     cluster: ClusterNodes, entry: RedisServer, tag: str, mysql: dict[str, str], **extra: str
 ) -> dict[str, str]:
     return {
-        **worker_env(tag),
+        **tagged_env(tag),
         **mysql,
         "VOTE_QUEUE": f"{{tw{tag}}}",
         "REDIS_CLUSTER": "true",
@@ -93,28 +88,22 @@ def cluster_client(cluster: ClusterNodes) -> redis.cluster.RedisCluster:
 def test_the_queue_needs_a_hash_tag_and_a_cluster_needs_redis_cluster(
     cluster: ClusterNodes, services: Services, tag: str
 ) -> None:
-    mysql = {
-        "MYSQL_HOST": services.mysql_host,
-        "MYSQL_PORT": str(services.mysql_port),
-        "MYSQL_USER": services.mysql_user,
-        "MYSQL_PASSWORD": services.mysql_password,
-    }
-    env = cluster_env(cluster, cluster.entry, tag, mysql)
+    env = cluster_env(cluster, cluster.entry, tag, mysql_of(services))
     slot = slot_of(f"tw{tag}")
-    result = cli(["check"], env)
+    result = run_cli(env, "check")
     assert result.returncode == 0, result.stderr
     owner = cluster.owner(slot)
     assert (
         f"ok: Redis at 127.0.0.1:{cluster.entry.port}: reachable (the queue's slot on"
         f" 127.0.0.1:{owner.port}, plain text, user 'default')"
     ) in result.stdout
-    result = cli(["check"], {**env, "VOTE_QUEUE": f"tw{tag}"})
+    result = run_cli({**env, "VOTE_QUEUE": f"tw{tag}"}, "check")
     assert result.returncode == 2
     assert (
         "configuration error: VOTE_QUEUE: expected a hash tag with REDIS_CLUSTER=true"
         in result.stderr
     )
-    result = cli(["check"], {**env, "REDIS_CLUSTER": "false"})
+    result = run_cli({**env, "REDIS_CLUSTER": "false"}, "check")
     assert result.returncode == 1
     assert "a Redis Cluster node: set REDIS_CLUSTER=true" in result.stderr
 
@@ -150,15 +139,6 @@ class Producer:
                 (self.acknowledged if ok else self.unacknowledged).extend(ids)
         finally:
             self.done = True
-
-
-def _drained(client: redis.cluster.RedisCluster, queue: str) -> bool:
-    try:
-        if client.llen(queue):
-            return False
-        return all(client.llen(k) == 0 for k in client.smembers(f"{queue}:inflight"))
-    except redis.RedisError:
-        return False
 
 
 async def _stop(worker: Any) -> None:
@@ -309,7 +289,7 @@ async def test_the_queue_slot_moves_to_another_node_mid_drain(
             assert cluster.owner(slot) is target
             await wait_until(lambda: producer.done, timeout_s=60, what="the producer")
         await wait_until(
-            lambda: _drained(client, config.vote_queue), timeout_s=60, what="the drain"
+            lambda: queue_drained(client, config.vote_queue), timeout_s=60, what="the drain"
         )
         await _stop(worker)
         figures = _verify(stored(sql, config.mysql_database), producer)

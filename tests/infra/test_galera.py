@@ -1,7 +1,7 @@
 """MariaDB Galera Cluster behind HAProxy: a node lost mid-drain, and quorum lost then regained.
 
 Three nodes, a clustercheck responder beside each and HAProxy with the shipped configuration
-(``tests.galera``: deploy/galera/), on free loopback ports. The worker is the real one, a
+(``tests.support.galera``: deploy/galera/), on free loopback ports. The worker is the real one, a
 subprocess whose MYSQL_HOST/MYSQL_PORT is HAProxy; its queue is on the shared Redis. An
 independent check counts the rows per ``voter_id`` with the tests' own PyMySQL client: every
 pushed vote stored exactly once.
@@ -37,11 +37,13 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import Services, wait_until
-from tests.galera import NEEDS, Galera, GaleraNode, galera_cluster, reader
-from tests.infra.conftest import FIGURES, need, push, stored, votes, worker_env
-from tests.processes import worker_process
-from tests.servers import free_port
+from tests.support.figures import FIGURES
+from tests.support.galera import NEEDS, Galera, GaleraNode, galera_cluster, reader
+from tests.support.servers import free_port, need
+from tests.support.services import Services
+from tests.support.stores import push, stored, votes
+from tests.support.waiting import wait_until
+from tests.support.workers import tagged_env, worker_process
 from trio_worker.config import Config, from_env
 
 NODE_LOSS_VOTES = 200_000
@@ -70,7 +72,7 @@ def worker_config(services: Services, cluster: Galera, tag: str) -> Config:
     """The worker's settings: the shared Redis, MySQL through HAProxy, the default batch."""
     return from_env(
         {
-            **worker_env(tag),
+            **tagged_env(tag),
             "REDIS_HOST": services.redis_host,
             "REDIS_PORT": str(services.redis_port),
             "MYSQL_HOST": "127.0.0.1",

@@ -14,24 +14,17 @@ import redis
 import trio
 import trio_asyncio
 
-from tests.conftest import Services, wait_until
-from tests.faults import FaultProxy
-from tests.infra.conftest import (
-    MYSQL_PASSWORD,
-    TLSMariaDB,
-    cli,
-    push,
-    stop_and_clean,
-    stored,
-    worker_env,
-)
-from tests.infra.pki import PKI
+from tests.support.commands import run_cli
+from tests.support.credentials import MYSQL_PASSWORD
+from tests.support.faults import FaultProxy
+from tests.support.pki import PKI
+from tests.support.servers import TLSMariaDB
+from tests.support.services import Services, redis_of
+from tests.support.stores import push, stored
+from tests.support.waiting import wait_until
+from tests.support.workers import stop_and_clean, tagged_env
 from trio_worker.config import from_env
 from trio_worker.mysql.connection import Connection
-
-
-def redis_of(services: Services) -> dict[str, str]:
-    return {"REDIS_HOST": services.redis_host, "REDIS_PORT": str(services.redis_port)}
 
 
 def mysql_env(db: TLSMariaDB, user: str, **settings: str) -> dict[str, str]:
@@ -57,7 +50,7 @@ async def test_a_worker_drains_with_verify_identity_and_a_client_certificate(
         "MYSQL_SSL_KEY": str(pki.client.key),
     }
     config = from_env(
-        {**worker_env(tag), **redis_of(services), **mysql_env(tls_mariadb, "x509_user", **tls)}
+        {**tagged_env(tag), **redis_of(services), **mysql_env(tls_mariadb, "x509_user", **tls)}
     )
     worker = await start_worker(config)
     ids = [f"my{i}" for i in range(1200)]
@@ -191,9 +184,9 @@ def test_check_follows_each_ssl_mode(
         "other_key": pki.other_client.key,
     }
     settings = {k: v.format(**fill) for k, v in settings.items()}
-    env = {**worker_env(tag), **redis_of(services), **mysql_env(tls_mariadb, user, **settings)}
+    env = {**tagged_env(tag), **redis_of(services), **mysql_env(tls_mariadb, user, **settings)}
     env["MYSQL_HOST"] = host
-    result = cli(["check"], env)
+    result = run_cli(env, "check")
     status, text = expected.split(": ", 1)
     where = f"MySQL at {host}:{tls_mariadb.port}"
     if status == "ok":
@@ -240,7 +233,7 @@ def test_against_a_server_without_tls_only_preferred_goes_on_in_plain_text(
     if _offers_tls(services):
         pytest.skip("the shared MySQL server offers TLS")
     env = {
-        **worker_env(tag),
+        **tagged_env(tag),
         **redis_of(services),
         "MYSQL_HOST": services.mysql_host,
         "MYSQL_PORT": str(services.mysql_port),
@@ -248,7 +241,7 @@ def test_against_a_server_without_tls_only_preferred_goes_on_in_plain_text(
         "MYSQL_PASSWORD": services.mysql_password,
         "MYSQL_SSL_MODE": mode,
     }
-    result = cli(["check"], env)
+    result = run_cli(env, "check")
     assert result.returncode == status, result.stdout + result.stderr
     assert message in (result.stdout if status == 0 else result.stderr)
 
@@ -263,7 +256,7 @@ async def test_a_worker_refused_by_mysql_tls_says_503_and_logs_why(
 ) -> None:
     tls = {"MYSQL_SSL_MODE": "VERIFY_CA", "MYSQL_SSL_CA": str(pki.other_ca)}
     config = from_env(
-        {**worker_env(tag), **redis_of(services), **mysql_env(tls_mariadb, "tls_user", **tls)}
+        {**tagged_env(tag), **redis_of(services), **mysql_env(tls_mariadb, "tls_user", **tls)}
     )
     worker = await start_worker(config, ready=False)
 
@@ -293,7 +286,7 @@ async def test_a_hard_close_over_tls_closes_the_socket_even_if_the_server_cannot
     proxy = FaultProxy("127.0.0.1", tls_mariadb.port)
     port = await nursery.start(proxy.serve)
     tls = {"MYSQL_SSL_MODE": "REQUIRED"}
-    env = {**worker_env(tag), **redis_of(services), **mysql_env(tls_mariadb, "tls_user", **tls)}
+    env = {**tagged_env(tag), **redis_of(services), **mysql_env(tls_mariadb, "tls_user", **tls)}
     config = replace(from_env(env), mysql_host="127.0.0.1", mysql_port=port)
     async with trio_asyncio.open_loop():
         conn = Connection(config)

@@ -12,20 +12,14 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import Services, sql_connect, wait_until
-from tests.infra.conftest import (
-    REDIS_PASSWORD,
-    cli,
-    mysql_of,
-    need,
-    push,
-    start_or_fail,
-    stored,
-    worker_env,
-)
-from tests.infra.pki import PKI
-from tests.processes import worker_process
-from tests.servers import RedisServer, RedisTLS, free_port
+from tests.support.commands import run_cli
+from tests.support.credentials import REDIS_PASSWORD
+from tests.support.pki import PKI
+from tests.support.servers import RedisServer, RedisTLS, free_port, need, start_or_fail
+from tests.support.services import Services, mysql_of, sql_connect
+from tests.support.stores import push, stored
+from tests.support.waiting import wait_until
+from tests.support.workers import tagged_env, worker_process
 from trio_worker.config import from_env
 
 # TLS 1.3 ends the handshake before the server checks a client certificate: the client reads
@@ -80,7 +74,7 @@ async def test_a_worker_drains_over_mutual_tls_as_an_acl_user(
     tag: str,
     start_worker: Any,
 ) -> None:
-    config = from_env({**worker_env(tag), **shared_mysql, **tls_env(tls_redis, pki, secret)})
+    config = from_env({**tagged_env(tag), **shared_mysql, **tls_env(tls_redis, pki, secret)})
     assert config.redis_tls
     assert config.redis_username == "worker"
     worker = await start_worker(config)
@@ -114,8 +108,8 @@ async def test_a_worker_drains_over_mutual_tls_as_an_acl_user(
 def test_check_says_tls_and_the_user_never_the_password(
     tls_redis: RedisServer, pki: PKI, secret: Path, services: Services, tag: str
 ) -> None:
-    result = cli(
-        ["check"], {**worker_env(tag), **mysql_of(services), **tls_env(tls_redis, pki, secret)}
+    result = run_cli(
+        {**tagged_env(tag), **mysql_of(services), **tls_env(tls_redis, pki, secret)}, "check"
     )
     assert result.returncode == 0, result.stderr
     line = next(x for x in result.stdout.splitlines() if x.startswith("ok: Redis"))
@@ -181,8 +175,8 @@ def test_check_names_each_tls_refusal_and_exits_1(
     changes = {k: v.format(**fill) for k, v in changes.items()}
     if "REDIS_URL" in changes and changes["REDIS_URL"].startswith("redis://"):
         changes |= {"REDIS_TLS_CERT_FILE": "", "REDIS_TLS_KEY_FILE": ""}
-    env = {**worker_env(tag), **mysql_of(services), **tls_env(tls_redis, pki, secret, **changes)}
-    result = cli(["check"], env)
+    env = {**tagged_env(tag), **mysql_of(services), **tls_env(tls_redis, pki, secret, **changes)}
+    result = run_cli(env, "check")
     assert result.returncode == 1, (case, result.stdout, result.stderr)
     host = "127.0.0.1" if "127.0.0.1" in env["REDIS_URL"] else "localhost"
     expected = [f"error: Redis at {host}:{tls_redis.port}: {m}" for m in message.split(EITHER)]
@@ -198,9 +192,9 @@ def test_verify_ca_accepts_the_certificate_whatever_the_host_name(
         "REDIS_URL": f"rediss://worker@127.0.0.1:{tls_redis.port}/0",
         "REDIS_TLS_VERIFY": "ca",
     }
-    result = cli(
-        ["check"],
-        {**worker_env(tag), **mysql_of(services), **tls_env(tls_redis, pki, secret, **changes)},
+    result = run_cli(
+        {**tagged_env(tag), **mysql_of(services), **tls_env(tls_redis, pki, secret, **changes)},
+        "check",
     )
     assert result.returncode == 0, result.stderr
     assert (
@@ -213,12 +207,12 @@ def test_an_expired_server_certificate_is_refused(
     expired_redis: RedisServer, pki: PKI, services: Services, tag: str
 ) -> None:
     env = {
-        **worker_env(tag),
+        **tagged_env(tag),
         **mysql_of(services),
         "REDIS_URL": f"rediss://localhost:{expired_redis.port}",
         "REDIS_TLS_CA_FILE": str(pki.ca),
     }
-    result = cli(["check"], env)
+    result = run_cli(env, "check")
     assert result.returncode == 1
     assert (
         f"error: Redis at localhost:{expired_redis.port}: TLS handshake failed: the server's"
@@ -232,8 +226,8 @@ def test_a_wrong_password_is_refused_without_showing_it(
 ) -> None:
     wrong = tmp_path / "wrong"
     wrong.write_text("not-" + REDIS_PASSWORD)
-    result = cli(
-        ["check"], {**worker_env(tag), **mysql_of(services), **tls_env(tls_redis, pki, wrong)}
+    result = run_cli(
+        {**tagged_env(tag), **mysql_of(services), **tls_env(tls_redis, pki, wrong)}, "check"
     )
     assert result.returncode == 1
     assert "invalid username-password pair" in result.stderr
@@ -246,17 +240,14 @@ async def test_a_refused_worker_says_503_and_logs_why_never_a_secret(
     """The worker keeps running (no crash, no plain text): /health and /ready say 503 while
     the log names the certificate problem; no answer and no log line holds a password."""
     env = {
-        **worker_env(tag),
+        **tagged_env(tag),
         **mysql_of(services),
         **tls_env(tls_redis, pki, secret, REDIS_TLS_CA_FILE=str(pki.other_ca)),
     }
-    config = from_env(env)
+    from_env(env)  # a configuration the worker accepts
     port = free_port()
     log = tmp_path / "worker.log"
-    extra = {k: v for k, v in env.items() if k.startswith("REDIS_")}
-    extra["PORT"] = str(port)
-    # env_of writes REDIS_HOST/REDIS_PORT from the config; REDIS_URL replaces them here.
-    async with worker_process(config, log, **extra, REDIS_HOST="", REDIS_PORT="") as proc:
+    async with worker_process(env, log, PORT=str(port)) as proc:
         url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(timeout=5) as http:
 

@@ -15,23 +15,24 @@ is a private server; MySQL is the shared one, in a database of the test's own.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
-from tests.conftest import Services, sql_connect, wait_until
-from tests.infra.conftest import FIGURES, need, push, start_or_fail, stored, worker_env
-from tests.old_redis import binary
-from tests.servers import RedisServer, free_port
-
-pytestmark = pytest.mark.slow
+from tests.support.figures import FIGURES
+from tests.support.http import answer, wait_ready
+from tests.support.old_redis import binary
+from tests.support.servers import RedisServer, free_port, need, start_or_fail
+from tests.support.services import Services, sql_connect
+from tests.support.stores import push, stored
+from tests.support.waiting import wait_until
+from tests.support.workers import tagged_env, worker_process
 
 TOTAL = 20_000
 FAULT_S = 20.0  # how long each fault lasts
@@ -46,7 +47,9 @@ def _redis_binary(version: str) -> str:
         return "redis-server"
     found = binary(version)
     if found is None:
-        pytest.skip(f"no Redis {version} here: `just old-redis` builds it (tests/old_redis.py)")
+        pytest.skip(
+            f"no Redis {version} here: `just old-redis` builds it (tests/support/old_redis.py)"
+        )
     return str(found)
 
 
@@ -70,70 +73,39 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@dataclass
 class Worker:
-    """``python -m trio_worker run`` with ``env``, its log in ``log``, HTTP on a port of its own."""
+    """The worker process, its log and its base URL."""
 
-    def __init__(self, proc: trio.Process, log: Path, port: int) -> None:
-        self.proc = proc
-        self.log = log
-        self.url = f"http://127.0.0.1:{port}"
+    proc: trio.Process
+    log: Path
+    url: str
 
     def lines(self) -> list[str]:
         return self.log.read_text(errors="replace").splitlines()
 
-    async def answer(self, path: str) -> int:
-        """The status of ``GET path``; 0 while nothing listens yet."""
-        try:
-            async with httpx.AsyncClient(timeout=5) as client:
-                return (await client.get(self.url + path)).status_code
-        except httpx.TransportError:
-            return 0
-
-    async def until_ready(self) -> None:
-        with trio.fail_after(60):
-            while await self.answer("/ready") != 200:  # noqa: ASYNC110 (an outside view)
-                await trio.sleep(0.1)
-
 
 @asynccontextmanager
 async def running(env: dict[str, str], log: Path) -> AsyncIterator[Worker]:
-    """The worker as a process; SIGTERM on the way out (killed if it doesn't drain in 30 s)."""
+    """The worker as a process on a port of its own; SIGTERM on the way out (killed if it doesn't
+    drain in 30 s)."""
     port = free_port()
-    with log.open("ab") as out:
-        proc = await trio.lowlevel.open_process(
-            [sys.executable, "-P", "-m", "trio_worker", "run"],
-            env={**env, "PORT": str(port), "PYTHONUNBUFFERED": "1"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield Worker(proc, log, port)
-    finally:
-        proc.terminate()
-        with trio.move_on_after(30):
-            await proc.wait()
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    async with worker_process({**env, "PORT": str(port)}, log, drain_s=30) as proc:
+        yield Worker(proc, log, f"http://127.0.0.1:{port}")
 
 
 def _env(server: RedisServer, mysql: dict[str, str], tag: str, **extra: str) -> dict[str, str]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "MYSQL_"))},
-        **worker_env(tag, **extra),
+    return {
+        **tagged_env(tag, **extra),
         **mysql,
         "REDIS_HOST": "127.0.0.1",
         "REDIS_PORT": str(server.port),
     }
-    under_test = os.environ.get("TRIO_WORKER_UNDER_TEST")  # another build (tests/conftest.py)
-    if under_test:
-        env["PYTHONPATH"] = under_test
-    return env
 
 
 async def _status(client: httpx.AsyncClient, url: str) -> tuple[int, dict[str, object]]:
-    answer = await client.get(url)
-    return answer.status_code, answer.json()
+    response = await client.get(url)
+    return response.status_code, response.json()
 
 
 async def _refuse_writes(
@@ -190,7 +162,7 @@ async def test_a_redis_refusing_writes_is_a_quiet_outage_and_nothing_is_lost(
     log = tmp_path / "worker.log"
     try:
         async with running(env, log) as worker, httpx.AsyncClient(timeout=5) as client:
-            await worker.until_ready()
+            await wait_ready(worker.url, timeout_s=60)
             figures: dict[str, object] = {"redis": server.info("server")["redis_version"]}
             for n, fault in enumerate(("noreplicas", "oom")):
                 push(producer, queue, ids[n * TOTAL // 2 : (n + 1) * TOTAL // 2])
@@ -226,7 +198,9 @@ async def test_a_redis_older_than_6_2_is_named_once_and_nothing_crashes(
             await wait_until(
                 lambda: "needs Redis 6.2 or later" in log.read_text(), what="the version named"
             )
-            assert await worker.answer("/ready") == 503
+            ready = await answer(worker.url + "/ready")
+            assert ready is not None
+            assert ready.status_code == 503
             await trio.sleep(8)  # several retries later
             ready = await client.get(worker.url + "/ready")
             assert ready.status_code == 503

@@ -30,19 +30,14 @@ import trio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.conftest import Services, sql_connect, wait_until
-from tests.infra.conftest import (
-    FIGURES,
-    PUSH_WAIT_MS,
-    cli,
-    need,
-    new_votes_stored,
-    stored,
-    votes,
-    worker_env,
-)
-from tests.replicated import SentinelGroup, sentinel_group
-from tests.servers import command
+from tests.support.commands import run_cli
+from tests.support.figures import FIGURES
+from tests.support.replicated import PUSH_WAIT_MS, SentinelGroup, sentinel_group
+from tests.support.servers import command, need
+from tests.support.services import Services, sql_connect
+from tests.support.stores import new_votes_stored, queue_drained, stored, votes
+from tests.support.waiting import wait_until
+from tests.support.workers import tagged_env
 from trio_worker.config import from_env
 
 TOTAL = 9000
@@ -115,11 +110,7 @@ def _drained(group: SentinelGroup, queue: str) -> bool:
     if client is None:
         return False
     try:
-        if client.llen(queue):
-            return False
-        return all(client.llen(k) == 0 for k in client.smembers(f"{queue}:inflight"))
-    except redis.RedisError:
-        return False
+        return queue_drained(client, queue)
     finally:
         client.close()
 
@@ -128,7 +119,7 @@ def test_check_names_the_primary_sentinel_chose(
     group: SentinelGroup, services: Services, tag: str
 ) -> None:
     env = {
-        **worker_env(tag),
+        **tagged_env(tag),
         "REDIS_SENTINELS": group.addresses,
         "REDIS_WAIT_REPLICAS": "1",
         "MYSQL_HOST": services.mysql_host,
@@ -136,14 +127,14 @@ def test_check_names_the_primary_sentinel_chose(
         "MYSQL_USER": services.mysql_user,
         "MYSQL_PASSWORD": services.mysql_password,
     }
-    result = cli(["check"], env)
+    result = run_cli(env, "check")
     assert result.returncode == 0, result.stderr
     assert (
         f"ok: Redis at mymaster via Sentinel {group.addresses}: reachable (primary"
         f" 127.0.0.1:{group.primary.port}, plain text, user 'default', 1 replica connected,"
         " REDIS_WAIT_REPLICAS=1)"
     ) in result.stdout
-    result = cli(["check"], {**env, "REDIS_WAIT_REPLICAS": "2"})
+    result = run_cli({**env, "REDIS_WAIT_REPLICAS": "2"}, "check")
     assert result.returncode == 1
     assert "1 replica connected, REDIS_WAIT_REPLICAS=2): too few replicas" in result.stderr
 
@@ -156,7 +147,7 @@ def test_check_logs_in_to_sentinels_that_want_a_password(
     secret = tmp_path / "sentinel-password"
     secret.write_text(password + "\n")
     env = {
-        **worker_env(tag),
+        **tagged_env(tag),
         "MYSQL_HOST": services.mysql_host,
         "MYSQL_PORT": str(services.mysql_port),
         "MYSQL_USER": services.mysql_user,
@@ -166,10 +157,10 @@ def test_check_logs_in_to_sentinels_that_want_a_password(
         short_dir / f"sentinel-pw-{tag}", replicas=1, sentinel_password=password
     ) as group:
         env["REDIS_SENTINELS"] = group.addresses
-        result = cli(["check"], {**env, "REDIS_SENTINEL_PASSWORD_FILE": str(secret)})
+        result = run_cli({**env, "REDIS_SENTINEL_PASSWORD_FILE": str(secret)}, "check")
         assert result.returncode == 0, result.stderr
         assert f"reachable (primary 127.0.0.1:{group.primary.port}," in result.stdout
-        refused = cli(["check"], env)
+        refused = run_cli(env, "check")
     assert refused.returncode == 1
     assert (
         "no Sentinel named a primary for 'mymaster': 3 did not answer (unreachable, or refusing"
@@ -188,7 +179,7 @@ async def test_a_failover_mid_drain_stores_every_acknowledged_vote_once(
     start_worker: Any,
 ) -> None:
     env = {
-        **worker_env(tag),
+        **tagged_env(tag),
         **shared_mysql,
         "REDIS_SENTINELS": group.addresses,
         "REDIS_SENTINEL_MASTER": group.master,

@@ -8,18 +8,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import wait_until
-from tests.infra.conftest import (
-    MYSQL_PASSWORD,
-    REDIS_PASSWORD,
-    TLSMariaDB,
-    cli,
-    push,
-    stop_and_clean,
-    stored,
-    worker_env,
-)
-from tests.servers import RedisServer
+from tests.support.commands import run_cli
+from tests.support.credentials import MYSQL_PASSWORD, REDIS_PASSWORD
+from tests.support.servers import RedisServer, TLSMariaDB
+from tests.support.stores import push, stored
+from tests.support.waiting import wait_until
+from tests.support.workers import stop_and_clean, tagged_env
 from trio_worker.config import from_env
 
 
@@ -47,7 +41,7 @@ def secret(tmp_path: Path) -> Path:
 async def test_a_worker_drains_through_unix_sockets(
     unix_redis: RedisServer, tls_mariadb: TLSMariaDB, secret: Path, tag: str, start_worker: Any
 ) -> None:
-    config = from_env({**worker_env(tag), **socket_env(unix_redis, tls_mariadb, secret)})
+    config = from_env({**tagged_env(tag), **socket_env(unix_redis, tls_mariadb, secret)})
     assert config.redis_unix_socket == str(unix_redis.unix_socket)
     assert config.redis_db == 3
     worker = await start_worker(config)
@@ -87,8 +81,8 @@ def test_check_says_both_stores_are_on_sockets(
     mode: str,
     expected: str,
 ) -> None:
-    env = {**worker_env(tag), **socket_env(unix_redis, tls_mariadb, secret, MYSQL_SSL_MODE=mode)}
-    result = cli(["check"], env)
+    env = {**tagged_env(tag), **socket_env(unix_redis, tls_mariadb, secret, MYSQL_SSL_MODE=mode)}
+    result = run_cli(env, "check")
     assert result.returncode == 0, result.stderr
     assert (
         f"ok: Redis at unix:{unix_redis.unix_socket}: reachable (Unix socket, plain text, user"

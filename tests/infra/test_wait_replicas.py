@@ -8,22 +8,21 @@ idle connections, so that the next ones find whatever the address now points at.
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-import trio_asyncio
 
-from tests.conftest import Services, sql_connect, wait_until
-from tests.infra.conftest import need, push, stored, worker_env
-from tests.replicated import QUICK_SYNC
-from tests.servers import RedisServer, command, free_port, wait_for
+from tests.support.replicated import primary_server, replica_server
+from tests.support.servers import RedisServer, command, free_port, need
+from tests.support.services import Services, sql_connect
+from tests.support.stores import open_queue, push, stored
+from tests.support.waiting import wait_for, wait_until
+from tests.support.workers import tagged_env
 from trio_worker.config import Config, from_env
 from trio_worker.errors import RedisUnavailable
-from trio_worker.queue import Boundary, RedisQueue
 
 
 class Pair:
@@ -45,16 +44,10 @@ def pair(short_dir: Path, tag: str) -> Iterator[Pair]:
     need("redis-server")
     servers: list[RedisServer] = []
     try:
-        (short_dir / f"p{tag}").mkdir()
-        primary = RedisServer(f"p{tag}", short_dir / f"p{tag}", extra=list(QUICK_SYNC))
+        primary = primary_server(f"p{tag}", short_dir / f"p{tag}")
         primary.start_blocking()
         servers.append(primary)
-        (short_dir / f"r{tag}").mkdir()
-        replica = RedisServer(
-            f"r{tag}",
-            short_dir / f"r{tag}",
-            extra=["--replicaof", "127.0.0.1", str(primary.port), *QUICK_SYNC],
-        )
+        replica = replica_server(f"r{tag}", short_dir / f"r{tag}", primary)
         replica.start_blocking()
         servers.append(replica)
         wait_for(
@@ -75,24 +68,13 @@ def pair(short_dir: Path, tag: str) -> Iterator[Pair]:
 def config_for(server: RedisServer, tag: str, **extra: str) -> Config:
     return from_env(
         {
-            **worker_env(tag),
+            **tagged_env(tag),
             "REDIS_HOST": "127.0.0.1",
             "REDIS_PORT": str(server.port),
             "REDIS_WAIT_REPLICAS": "1",
             **extra,
         }
     )
-
-
-@asynccontextmanager
-async def open_queue(config: Config) -> AsyncIterator[RedisQueue]:
-    async with trio_asyncio.open_loop():
-        queue = RedisQueue(Boundary.open(config, block_s=0.5), config, "tok")
-        try:
-            assert await queue.beat(30) == 0
-            yield queue
-        finally:
-            await queue.boundary.aclose()
 
 
 async def test_a_take_returns_only_once_a_replica_has_it(pair: Pair, tag: str) -> None:
@@ -188,7 +170,7 @@ async def test_a_replica_reply_drops_the_idle_connections(pair: Pair, tag: str) 
     """READONLY means "you are on a replica now": the client drops its idle connections, so
     that the next ones connect afresh (to whatever the name points at after a failover)."""
     config = from_env(
-        {**worker_env(tag), "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(pair.primary.port)}
+        {**tagged_env(tag), "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(pair.primary.port)}
     )
     admin = pair.primary.client()
     try:

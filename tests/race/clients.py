@@ -8,7 +8,7 @@ from typing import Any
 import pymysql
 import redis
 
-from tests.servers import OwnStores
+from tests.support.servers import OwnStores
 
 
 class Clients:

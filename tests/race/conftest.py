@@ -13,7 +13,7 @@ import pytest
 
 from tests.race.report import REPORTS, summary
 from tests.race.settings import MAX_ALLOWED_PACKET
-from tests.servers import MariaDBServer, OwnStores, RedisServer
+from tests.support.servers import MariaDBServer, OwnStores, RedisServer
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -26,7 +26,7 @@ from tests.race.workers import (
     start_process,
     worker_config,
 )
-from tests.servers import free_port
+from tests.support.servers import free_port
 from trio_worker import service
 from trio_worker.config import Config
 

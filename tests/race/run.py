@@ -26,7 +26,7 @@ from tests.race.leftovers import check_keys, check_logs
 from tests.race.producers import Producers
 from tests.race.report import Report
 from tests.race.settings import HEARTBEAT_TTL_S, LEDGER_RETENTION_S
-from tests.servers import OwnStores
+from tests.support.servers import OwnStores
 from trio_worker.config import Config
 
 # Batches of at least 100: a burst of long voter ids then always makes one over the packet limit.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from tests.servers import OwnStores
+from tests.support.servers import OwnStores
 from trio_worker.config import Config, from_env
 from trio_worker.queue import scripts
 

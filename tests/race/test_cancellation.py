@@ -22,12 +22,12 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import wait_until
-from tests.helpers import inflight_keys, push_votes, row_count, sql, voter_counts
+from tests.support.stores import inflight_keys, push_votes, row_count, sql, voter_counts
+from tests.support.waiting import wait_until
 from trio_worker import service
 from trio_worker.config import Config
 
-pytestmark = [pytest.mark.race, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.race, pytest.mark.slow, pytest.mark.timeout(120)]
 
 ROUNDS = 40
 # Of the 20 rounds aimed at a batch in flight, at least this many must have left one.

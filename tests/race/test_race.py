@@ -16,9 +16,9 @@ import trio
 from tests.race.report import REPORTS, shortfalls
 from tests.race.run import Run
 from tests.race.settings import base_config
-from tests.servers import OwnStores
+from tests.support.servers import OwnStores
 
-pytestmark = [pytest.mark.race, pytest.mark.timeout(0)]
+pytestmark = [pytest.mark.race, pytest.mark.slow, pytest.mark.timeout(0)]
 
 
 async def test_effectively_once_under_faults(

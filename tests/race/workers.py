@@ -11,10 +11,10 @@ from pathlib import Path
 
 import trio
 
-from tests.conftest import env_of
-from tests.faults import FaultProxy
 from tests.race.settings import WORKER_CMD, WORKER_TZ
-from tests.servers import OwnStores
+from tests.support.faults import FaultProxy
+from tests.support.servers import OwnStores
+from tests.support.workers import env_of
 from trio_worker.config import Config
 
 

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from tests.faults import FaultProxy
 from tests.race.faults.process import held_within
 from tests.race.settings import (
     EVERY_BATCH,
@@ -20,6 +19,7 @@ from tests.race.settings import (
     Pattern,
 )
 from tests.race.workers import Worker
+from tests.support.faults import FaultProxy
 
 # The packet that commits a batch: the ledger row, the rows and COMMIT.
 BATCH = INSERT_LEDGER

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from tests.faults import FaultProxy
 from tests.race.settings import (
     CLAIM,
     COMMIT,
@@ -21,6 +20,7 @@ from tests.race.settings import (
     TAKE,
 )
 from tests.race.workers import ProcWorker
+from tests.support.faults import FaultProxy
 
 if TYPE_CHECKING:
     from tests.race.run import Run

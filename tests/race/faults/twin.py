@@ -15,12 +15,12 @@ import signal
 from itertools import count
 from typing import TYPE_CHECKING
 
-import httpx
 import trio
 
 from tests.race.faults.process import on_idle_proc
 from tests.race.settings import HEARTBEAT_TTL_S, SHUTDOWN_TIMEOUT_S, TAKING
 from tests.race.workers import ProcWorker, Twin, kill
+from tests.support.http import answer, value_of
 
 if TYPE_CHECKING:
     from tests.race.run import Run
@@ -30,21 +30,6 @@ START_S = 20.0
 # Slack past the other's heartbeat TTL for the twin to notice it is gone and start.
 SLACK_S = 10.0
 _twins = count(1)
-
-
-async def get(url: str) -> httpx.Response | None:
-    try:
-        async with httpx.AsyncClient(timeout=5) as client:
-            return await client.get(url)
-    except httpx.HTTPError:
-        return None
-
-
-def gauge(text: str, name: str) -> float | None:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
 
 
 def taking(twin: Twin) -> int:
@@ -94,17 +79,17 @@ async def while_the_other_lives(
         return False
 
     with trio.move_on_after(START_S):
-        while await get(twin.url + "/live") is None:
+        while await answer(twin.url + "/live") is None:
             if twin.proc.returncode is not None:
                 problem(f"twin of {w.worker_id} exited {twin.proc.returncode} instead of waiting")
                 return False
             await trio.sleep(0.1)
-    if twin.proc.returncode is not None or await get(twin.url + "/live") is None:
+    if twin.proc.returncode is not None or await answer(twin.url + "/live") is None:
         problem(f"twin of {w.worker_id}: no HTTP within {START_S:.0f}s")
         return False
     with trio.move_on_after(rng.uniform(1.0, 3.0)):
         while True:
-            ready = await get(twin.url + "/ready")
+            ready = await answer(twin.url + "/ready")
             took = taking(twin)
             # Judged only after: whatever the twin did, it did while the lease was the other's.
             if await lapsed():
@@ -116,8 +101,8 @@ async def while_the_other_lives(
                 problem(f"twin of {w.worker_id} took votes while the other lives")
                 break
             await trio.sleep(0.1)
-    metrics = await get(twin.url + "/metrics")
-    value = gauge(metrics.text, "worker_id_conflict") if metrics is not None else None
+    metrics = await answer(twin.url + "/metrics")
+    value = value_of(metrics.text, "worker_id_conflict") if metrics is not None else None
     if value != 1 and not await lapsed():
         problem(f"twin of {w.worker_id}: worker_id_conflict {value} while the other lives")
     with trio.move_on_after(5):
@@ -151,15 +136,15 @@ async def once_the_other_is_gone(run: Run, w: ProcWorker, twin: Twin) -> None:
     working = False
     with trio.move_on_after(HEARTBEAT_TTL_S + SLACK_S):
         while not working:
-            ready = await get(twin.url + "/ready")
+            ready = await answer(twin.url + "/ready")
             working = ready is not None and ready.status_code == 200 and taking(twin) > before
             await trio.sleep(0.1)
     if not working:
         problem(f"twin of {w.worker_id} did not start working once the other was gone")
     else:
         run.report.details["twins that took over once the original was gone"] += 1
-        metrics = await get(twin.url + "/metrics")
-        value = gauge(metrics.text, "worker_id_conflict") if metrics is not None else None
+        metrics = await answer(twin.url + "/metrics")
+        value = value_of(metrics.text, "worker_id_conflict") if metrics is not None else None
         if value != 0:
             problem(f"twin of {w.worker_id}: worker_id_conflict {value} once working")
     twin.proc.send_signal(signal.SIGTERM)

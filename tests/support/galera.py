@@ -31,9 +31,10 @@ from typing import Any
 
 import pymysql
 
-from tests.servers import MariaDBServer, Server, free_port, stop_all, wait_for
+from tests.support.servers import MariaDBServer, Server, free_port, stop_all
+from tests.support.waiting import wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HAPROXY_CFG = ROOT / "deploy" / "galera" / "haproxy.cfg"
 CLUSTERCHECK = ROOT / "deploy" / "galera" / "clustercheck.py"
 PROVIDER = Path("/usr/lib/galera/libgalera_smm.so")

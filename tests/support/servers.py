@@ -7,8 +7,10 @@ processes that it kills at the end.
 
 For the connection tests (``tests/infra``): a Redis server may listen on TLS only, require ACL
 users or listen on a Unix socket (``RedisServer``'s ``tls``, ``username``/``password``,
-``unix_socket``); ``tests/replicated.py`` builds Sentinel groups and Clusters from them. Every
-one of them listens on loopback only and is killed when its block ends.
+``unix_socket``); ``replicated`` builds Sentinel groups and Clusters from them. Every one of them
+listens on loopback only and is killed when its block ends. A test that needs a program the
+machine lacks skips, naming it (``need``); one whose server does not start fails, unless the
+program lacks what the test needs (``start_or_fail``).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pymysql
+import pytest
 import redis
 import trio
 
@@ -112,6 +115,9 @@ class RedisTLS:
     auth_clients: str = "yes"
 
 
+S = TypeVar("S", bound=Server)
+
+
 @dataclass
 class RedisServer(Server):
     # TLS only (no plain-text port) when set; the client the tests use then needs a
@@ -123,7 +129,7 @@ class RedisServer(Server):
     password: str | None = None
     unix_socket: Path | None = None
     client_tls: dict[str, Any] = field(default_factory=dict)
-    binary: str = "redis-server"  # another release's (``tests.old_redis``)
+    binary: str = "redis-server"  # another release's (``old_redis``)
     protocol: int = 3  # of the tests' own client: 2 for a Redis before 6 (no HELLO)
 
     def command(self) -> list[str]:
@@ -186,13 +192,7 @@ class RedisServer(Server):
         return redis.Redis(**settings)
 
     def answers(self) -> bool:
-        client = self.client(socket_timeout=1, socket_connect_timeout=1)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
+        return pings(self.client(socket_timeout=1, socket_connect_timeout=1))
 
     def info(self, section: str) -> dict[str, str]:
         client = self.client()
@@ -280,15 +280,22 @@ class MariaDBServer(Server):
 
 
 @contextmanager
-def own_mariadb(directory: Path, *options: str) -> Iterator[MariaDBServer]:
-    """A private mariadbd with these options, for as long as the block runs."""
-    server = MariaDBServer("mariadb", directory, extra=list(options))
-    server.install()
+def started(server: S) -> Iterator[S]:
+    """``server`` running for as long as the block runs."""
     try:
         server.start_blocking()
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def own_mariadb(directory: Path, *options: str) -> Iterator[MariaDBServer]:
+    """A private mariadbd with these options, for as long as the block runs."""
+    server = MariaDBServer("mariadb", directory, extra=list(options))
+    server.install()
+    with started(server):
+        yield server
 
 
 @dataclass
@@ -311,9 +318,56 @@ def stop_all(servers: list[Any]) -> None:
         server.stop()
 
 
-def wait_for(predicate: Any, what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+def pings(client: redis.Redis) -> bool:
+    """Whether the server answers ``client``'s PING (closed after)."""
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def need(*programs: str) -> None:
+    """Skip the test (with the reason) unless every program is installed."""
+    for program in programs:
+        if shutil.which(program) is None and not Path(program).exists():
+            pytest.skip(f"{program} is not installed")
+
+
+def start_or_fail(server: RedisServer | MariaDBServer, what: str) -> None:
+    """Start it; skip if the program lacks what the test needs (a redis-server built without
+    TLS), fail on anything else: a test's own mistake must not pass as a skip."""
+    try:
+        server.start_blocking(timeout_s=30)
+    except RuntimeError:
+        log = server.directory / f"{server.name}.log"
+        tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
+        server.stop()
+        if "tls" in tail.lower() and ("directive" in tail or "not support" in tail.lower()):
+            pytest.skip(f"{what}: this build has no TLS ({tail.strip().splitlines()[-1]})")
+        pytest.fail(f"{what} did not start: {tail}")
+
+
+@contextmanager
+def password_redis(directory: Path, password: str) -> Iterator[RedisServer]:
+    """A redis-server of our own that refuses clients without ``password``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with started(RedisServer("redis", directory, password=password)) as server:
+        yield server
+
+
+@dataclass
+class TLSMariaDB:
+    """A private mariadbd with TLS, and the accounts made on it."""
+
+    server: MariaDBServer
+    # account name -> what it requires
+    accounts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def admin(self) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
+        return self.server.admin()

@@ -29,14 +29,23 @@ armed fault that has not fired. Without faults:
   asked its store for, e.g. that it took no votes);
 - ``held_ports()``: the proxy's own local ports towards the server of the connections frozen
   now, by which the server's process list names their sessions (``127.0.0.1:<port>``).
+
+``mysql_proxy`` puts one in front of a test's MySQL; with ``stall``, MySQL is black-holed once
+the first batch is sent (``stall_with_a_batch_in_flight`` waits for that moment).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+import redis
 import trio
+
+from tests.support.stores import inflight_keys, row_count
+from tests.support.waiting import wait_until
+from trio_worker.config import Config
 
 
 @dataclass(eq=False)
@@ -291,3 +300,24 @@ class FaultProxy:
                 return
             await conn.client.send_all(chunk)
         scope.cancel()
+
+
+async def mysql_proxy(
+    nursery: trio.Nursery, config: Config, *, stall: bool = False, **changes: Any
+) -> tuple[FaultProxy, Config]:
+    """A proxy in front of MySQL, and ``config`` changed to go through it. With ``stall``, the
+    first batch's packet is the last thing through: then MySQL is black-holed (its reply and
+    every later packet wait), whatever the machine's speed (``stall_with_a_batch_in_flight``)."""
+    proxy = FaultProxy(config.mysql_host, config.mysql_port)
+    port = await nursery.start(proxy.serve)
+    if stall:
+        proxy.blackhole_after(b"INSERT INTO vote_batches")
+    return proxy, replace(config, mysql_host="127.0.0.1", mysql_port=port, **changes)
+
+
+async def stall_with_a_batch_in_flight(proxy: FaultProxy, rds: redis.Redis, config: Config) -> None:
+    """Wait for the stall armed by ``mysql_proxy(stall=True)``: the first batch is committed but
+    its worker has not heard (it holds the batch in flight), and later packets wait."""
+    await wait_until(lambda: proxy.fired["blackhole_after"] == 1, what="the first batch sent")
+    await wait_until(lambda: row_count(config) > 0, what="first rows")
+    await wait_until(lambda: len(inflight_keys(rds, config)) > 0, what="a batch in flight")

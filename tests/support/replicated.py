@@ -1,7 +1,7 @@
 """Replicated Redis of the tests' own: a primary with replicas and Sentinels, and a Cluster.
 
 ``sentinel_group`` starts a primary, replicas and Sentinels; ``redis_cluster`` starts a Redis
-Cluster (``redis-cli --cluster create``). Built from ``tests.servers``' ``RedisServer``; every
+Cluster (``redis-cli --cluster create``). Built from ``servers``' ``RedisServer``; every
 process listens on loopback only and is killed when its block ends.
 """
 
@@ -16,10 +16,27 @@ from typing import Any
 
 import redis
 
-from tests.servers import RedisServer, Server, command, free_port, stop_all, wait_for
+from tests.support.servers import RedisServer, Server, command, free_port, pings, stop_all
+from tests.support.waiting import wait_for
 
 # A primary starts a replica's full sync at once (Redis waits 5 s for more replicas by default).
 QUICK_SYNC = ("--repl-diskless-sync-delay", "0")
+# How long the failover tests' producers wait for a replica to acknowledge a push (WAIT).
+PUSH_WAIT_MS = 200
+
+
+def primary_server(name: str, directory: Path) -> RedisServer:
+    """A Redis server (not started yet, ``directory`` made) that its replicas sync from at once."""
+    directory.mkdir(parents=True)
+    return RedisServer(name, directory, extra=list(QUICK_SYNC))
+
+
+def replica_server(name: str, directory: Path, primary: RedisServer) -> RedisServer:
+    """A Redis server (not started yet, ``directory`` made) that replicates ``primary``."""
+    directory.mkdir(parents=True)
+    return RedisServer(
+        name, directory, extra=["--replicaof", "127.0.0.1", str(primary.port), *QUICK_SYNC]
+    )
 
 
 @dataclass
@@ -57,13 +74,7 @@ class SentinelServer(Server):
         )
 
     def answers(self) -> bool:
-        client = self.client()
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
+        return pings(self.client())
 
     def primary(self) -> tuple[str, int] | None:
         client = self.client()
@@ -145,18 +156,12 @@ def sentinel_group(
     with ExitStack() as stack:
         started: list[Server] = []
         stack.callback(stop_all, started)
-        (directory / "primary").mkdir(parents=True)
-        primary = RedisServer("primary", directory / "primary", extra=list(QUICK_SYNC))
+        primary = primary_server("primary", directory / "primary")
         primary.start_blocking()
         started.append(primary)
         copies = []
         for i in range(replicas):
-            (directory / f"replica{i}").mkdir()
-            replica = RedisServer(
-                f"replica{i}",
-                directory / f"replica{i}",
-                extra=["--replicaof", "127.0.0.1", str(primary.port), *QUICK_SYNC],
-            )
+            replica = replica_server(f"replica{i}", directory / f"replica{i}", primary)
             replica.start_blocking()
             started.append(replica)
             copies.append(replica)
