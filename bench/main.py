@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.baselines import CEILING_ROWS_PER_STATEMENT, ceiling, one_at_a_time
-from bench.common import RESULTS, say
+from bench.common import PROFILES, RESULTS, ROOT, say
 from bench.drain import drain
 from bench.latency import STARTUP_RATE, startup_then_rates
 from bench.plot import plot
-from bench.profiling import attached, format_summary, py_spy_cmd, read_collapsed, summarise
+from bench.profiling import RATE, attached, format_summary, py_spy_cmd, read_collapsed, summarise
 from bench.report import machine, summarise_drains, table, verdicts
 from bench.stores import Stores, cleanup, server_versions
 from bench.sweep import sweep
@@ -50,7 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sweep-rate", type=float, default=20_000, help="offered rate for sweep p99")
     p.add_argument("--sweep-seconds", type=float, default=5)
     p.add_argument("--quick", action="store_true", help="a short run (a minute or two)")
-    p.add_argument("--profile", action="store_true", help="one more drain, under py-spy")
+    profile_help = f"one more drain, under py-spy; raw stacks in {PROFILES.relative_to(ROOT)}/"
+    p.add_argument("--profile", action="store_true", help=profile_help)
     galera_help = (
         "instead: the drain and the ceiling on a private MariaDB Galera Cluster behind HAProxy"
         f" (deploy/galera; default --count {GALERA_COUNT:,}); writes bench/results/galera.json"
@@ -94,13 +95,15 @@ def drains_between_ceilings(
     return {"ceilings": ceilings, "drains": drains}
 
 
-def profiled_drain(stores: Stores, count: int) -> dict[str, Any]:
-    raw = RESULTS / "profile-drain.tmp"
-    say(f"profile: one more drain of {count:,} under py-spy (250 samples/s, non-blocking)")
+def profiled_drain(stores: Stores, count: int, started_at: str) -> dict[str, Any]:
+    """One more drain under py-spy; its raw stacks kept in ``PROFILES`` (not in git)."""
+    PROFILES.mkdir(parents=True, exist_ok=True)
+    raw = PROFILES / f"drain-{started_at.replace(':', '')}.txt"
+    say(f"profile: one more drain of {count:,} under py-spy ({RATE} samples/s, non-blocking)")
     d = drain(stores, count, during=lambda worker: attached(py_spy_cmd(raw), worker))
-    summary = summarise(read_collapsed([raw]))
-    raw.unlink(missing_ok=True)
-    return {"drain": d, "py_spy": summary}
+    if not raw.exists():  # py-spy failed (and said why): the rest of the run still counts
+        return {"drain": d, "raw": None, "py_spy": None}
+    return {"drain": d, "raw": str(raw.relative_to(ROOT)), "py_spy": summarise(read_collapsed(raw))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [int(x) for x in args.sweep.split(",") if x]
         res["sweep"] = sweep(stores, sizes, args.sweep_count, args.sweep_rate, args.sweep_seconds)
         if args.profile:
-            res["profile"] = profiled_drain(stores, args.count)
+            res["profile"] = profiled_drain(stores, args.count, res["started_at"])
     finally:
         cleanup(stores)
     res["machine"]["load_avg_after"] = list(os.getloadavg())
@@ -150,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     png = args.output.with_suffix(".png")
     plot(res, png)
     print(table(res))
-    if "profile" in res:
+    if res.get("profile", {}).get("py_spy"):
         print("\nworker during one more drain, py-spy (counts waiting for a core as busy):")
         print(format_summary(res["profile"]["py_spy"]))
+        print(f"raw stacks (collapsed, for a flame graph): {res['profile']['raw']}")
     print(f"\nwall time {res['wall_seconds']:.0f} s; wrote {args.output} and {png}")
     return 0
