@@ -37,8 +37,13 @@ run *ARGS: setup
 test *ARGS: setup
     {{bin}}/python -X dev -m pytest {{ARGS}}
 
-# drain rate, latency, memory and batch-size sweep beside MariaDB's own ceiling (bench/run.py)
-bench *ARGS: setup
+# drain rate, latency, memory and batch-size sweep beside MariaDB's own ceiling (bench/run.py);
+# `just bench --help` lists the options (--quick, --profile, --galera, --fast-path-pairs N, ...)
+bench *ARGS: _bench-deps
+    "{{bin}}/python" bench/run.py {{ARGS}}
+
+# the bench's own dependencies (pyproject's `bench` extra), once per setup; lint needs them too
+_bench-deps: setup
     #!/usr/bin/env bash
     set -euo pipefail
     stamp="{{venv}}/.installed-bench"
@@ -46,7 +51,6 @@ bench *ARGS: setup
         "{{bin}}/python" -m pip install -q -c "{{venv}}/constraints.txt" -e '.[bench]'
         touch "$stamp"
     fi
-    "{{bin}}/python" bench/run.py {{ARGS}}
 
 # the race suite: producers, workers, random faults, then the exactly-once checker (about 5 min);
 # `just test-race 1 30` for one short run, `just test-race 1 60 --stress-seed N` to replay seed N;
@@ -58,8 +62,8 @@ test-race seeds="3" duration="60" *ARGS: setup
 old-redis: setup
     {{bin}}/python -m tests.old_redis
 
-# static checks: ruff (lint and format) and strict mypy
-lint: setup
+# static checks: ruff (lint and format) and strict mypy (trio_worker, tests and bench)
+lint: _bench-deps
     {{bin}}/ruff check .
     {{bin}}/ruff format --check .
     {{bin}}/mypy
