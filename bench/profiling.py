@@ -26,7 +26,7 @@ from bench.worker import Worker
 
 Stacks = Counter[tuple[str, ...]]
 RATE = 250  # samples a second
-ROOT_SHARE = 0.97  # frames on this share of stacks or more (entry points, trio.run) say nothing
+ROOT_SHARE = 0.97  # frames on this share of stacks or more say nothing
 
 
 def read_collapsed(path: Path) -> Stacks:
@@ -79,8 +79,22 @@ def concern(stack: tuple[str, ...]) -> str:
     return "other (interpreter, runpy)"
 
 
+# Trio's run loop: the frames from the root down to it are the command line's, on every stack.
+ENTRY = ("run (trio/_core/_run.py)", "unrolled_run (trio/_core/_run.py)")
+
+
+def trim(stack: tuple[str, ...]) -> tuple[str, ...]:
+    """The stack below Trio's run loop (all of it when py-spy caught only part of it)."""
+    cut = max((k for k, frame in enumerate(stack) if frame in ENTRY), default=-1)
+    return stack[cut + 1 :] or stack[-1:]
+
+
 def summarise(stacks: Stacks, top: int = 12) -> dict[str, Any]:
     """Shares of samples: by concern, by leaf frame (self), by frame anywhere (inclusive)."""
+    trimmed: Stacks = Counter()
+    for stack, n in stacks.items():
+        trimmed[trim(stack)] += n
+    stacks = trimmed
     total = sum(stacks.values()) or 1
     own: Counter[str] = Counter()
     incl: Counter[str] = Counter()
