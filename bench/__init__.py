@@ -21,5 +21,7 @@ Modules, by concern:
 - ``reference``: a fixed Python loop timed in CPU seconds before each drain: machine speed;
 - ``report``, ``plot``: verdicts, the printed table, the figure;
 - ``profiling`` (``--profile``): py-spy attached to a drain, its stacks summarised by concern;
+- ``galera`` (``--galera``): the drains on a private Galera cluster behind HAProxy;
+- ``fastpath`` (``--fast-path-pairs``): drains with trio-asyncio's fast path on and off;
 - ``main``: the command line and the order of the stages.
 """
