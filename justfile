@@ -37,20 +37,10 @@ run *ARGS: setup
 test *ARGS: setup
     {{bin}}/python -X dev -m pytest {{ARGS}}
 
-# drain rate, latency, memory and batch-size sweep beside MariaDB's own ceiling (bench/run.py);
-# `just bench --help` lists the options (--quick, --profile, --galera, --fast-path-pairs N, ...)
-bench *ARGS: _bench-deps
-    "{{bin}}/python" bench/run.py {{ARGS}}
-
-# the bench's own dependencies (pyproject's `bench` extra), once per setup; lint needs them too
-_bench-deps: setup
-    #!/usr/bin/env bash
-    set -euo pipefail
-    stamp="{{venv}}/.installed-bench"
-    if [ ! -f "$stamp" ]; then
-        "{{bin}}/python" -m pip install -q -c "{{venv}}/constraints.txt" -e '.[bench]'
-        touch "$stamp"
-    fi
+# drain rate, latency, memory and batch-size sweep beside MariaDB's own ceiling (bench/run.py)
+bench *ARGS: setup
+    @{{just_executable()}} --justfile {{justfile()}} _bench-deps
+    @"{{bin}}/python" bench/run.py {{ARGS}}
 
 # the race suite: producers, workers, random faults, then the exactly-once checker (about 5 min);
 # `just test-race 1 30` for one short run, `just test-race 1 60 --stress-seed N` to replay seed N;
@@ -61,6 +51,17 @@ test-race seeds="3" duration="60" *ARGS: setup
 # fetch (or build) Redis 6.2 and 5.0 for the tests that meet older servers (tests/old_redis.py)
 old-redis: setup
     {{bin}}/python -m tests.old_redis
+
+# the bench's own dependencies (pyproject's `bench` extra), once per setup; lint type-checks
+# bench/ too
+_bench-deps: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    stamp="{{venv}}/.installed-bench"
+    if [ ! -f "$stamp" ]; then
+        "{{bin}}/python" -m pip install -q -c "{{venv}}/constraints.txt" -e '.[bench]'
+        touch "$stamp"
+    fi
 
 # static checks: ruff (lint and format) and strict mypy (trio_worker, tests and bench)
 lint: _bench-deps
