@@ -98,14 +98,8 @@ test-loop *ARGS: setup
 
 # drain rate, latency, memory and batch-size sweep beside MariaDB's own ceiling (bench/run.py)
 bench *ARGS: setup
-    #!/usr/bin/env bash
-    set -euo pipefail
-    stamp="{{venv}}/.installed-bench"
-    if [ ! -f "$stamp" ]; then
-        "{{bin}}/python" -m pip install -q -c "{{venv}}/constraints.txt" -e '.[bench]'
-        touch "$stamp"
-    fi
-    "{{bin}}/python" bench/run.py {{ARGS}}
+    @{{just_executable()}} --justfile {{justfile()}} _bench-deps
+    @"{{bin}}/python" bench/run.py {{ARGS}}
 
 # the race suite: producers, workers, random faults, then the exactly-once checker (about 5 min);
 # `just test-race 1 30` for one short run, `just test-race 1 60 --stress-seed N` to replay seed N;
@@ -117,8 +111,19 @@ test-race seeds="3" duration="60" *ARGS: setup
 old-redis: setup
     {{bin}}/python -m tests.support.old_redis
 
-# static checks: ruff (lint and format) and strict mypy
-lint: setup
+# the bench's own dependencies (pyproject's `bench` extra), once per setup; lint type-checks
+# bench/ too
+_bench-deps: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    stamp="{{venv}}/.installed-bench"
+    if [ ! -f "$stamp" ]; then
+        "{{bin}}/python" -m pip install -q -c "{{venv}}/constraints.txt" -e '.[bench]'
+        touch "$stamp"
+    fi
+
+# static checks: ruff (lint and format) and strict mypy (trio_worker, tests and bench)
+lint: _bench-deps
     {{bin}}/ruff check .
     {{bin}}/ruff format --check .
     {{bin}}/mypy

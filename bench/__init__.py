@@ -5,7 +5,7 @@ ratios (drain / ceiling, drain / one at a time) hold even when the absolute numb
 machine's load. The worker under test is the real one (``python -m trio_worker run``, a
 subprocess with default settings unless a stage says otherwise); only the baselines are small
 loops here. See docs/benchmarks.md. Entry points: ``bench/run.py`` (``just bench``) or
-``python -m bench``; ``python -m bench.profile_worker`` for the worker's CPU profile.
+``python -m bench``; ``just bench --help`` lists the options.
 
 Modules, by concern:
 
@@ -20,10 +20,8 @@ Modules, by concern:
 - ``sweep``: drain and latency for each ``BATCH_SIZE``;
 - ``reference``: a fixed Python loop timed in CPU seconds before each drain: machine speed;
 - ``report``, ``plot``: verdicts, the printed table, the figure;
-- ``profiling``: stacks summarised by concern, self and inclusive time; py-spy attached;
+- ``profiling`` (``--profile``): py-spy attached to a drain, its stacks summarised by concern;
+- ``galera`` (``--galera``): the drains on a private Galera cluster behind HAProxy;
+- ``fastpath`` (``--fast-path-pairs``): drains with trio-asyncio's fast path on and off;
 - ``main``: the command line and the order of the stages.
-
-The worker's CPU profile (``python -m bench.profile_worker``): ``profile_worker`` (the steps),
-``instrument`` (runs the unchanged worker with a hop recorder or a CPU-time sampler),
-``profile_report`` (the Markdown tables).
 """

@@ -13,6 +13,8 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+# Raw profiler output (``--profile``): large and machine-bound, so not in git (.gitignore).
+PROFILES = RESULTS / "profiles"
 
 # The bench's own database and queue: never the worker's defaults (voting / votes).
 DB = "trio_worker_bench"

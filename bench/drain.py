@@ -19,7 +19,8 @@ from typing import Any
 
 import psutil
 
-from bench.common import QUEUE, RESULTS, done_progress, machine_busy_s, progress
+from bench.baselines import CEILING_ROWS_PER_STATEMENT, ceiling
+from bench.common import QUEUE, RESULTS, done_progress, machine_busy_s, progress, say
 from bench.reference import reference_us_per_vote
 from bench.stores import Stores, inflight_left, push_backlog, reset
 from bench.watcher import Watcher
@@ -139,5 +140,42 @@ def drain(
         watcher.close()
         status = worker.stop()
     result["worker_exit_status"] = status
+    result["worker_warnings"] = worker.warnings()
     result["inflight_left"] = inflight_left(stores)
     return result
+
+
+def drains_between_ceilings(
+    stores: Stores,
+    count: int,
+    runs: list[dict[str, str]],
+    batch_size: int | None = None,
+    labels: list[str] | None = None,
+) -> dict[str, Any]:
+    """ceiling, drain, ceiling, drain, ..., ceiling: each drain against the mean of its two.
+
+    One drain per entry of ``runs``: the worker's extra environment for that drain (``{}``:
+    default settings); ``labels`` name them in the progress lines.
+    """
+    say(f"ceiling: {count:,} rows as {CEILING_ROWS_PER_STATEMENT:,}-row INSERTs")
+    ceilings = [ceiling(stores, count)]
+    say(f"  {ceilings[-1]['votes_per_s']:,.0f} votes/s")
+    drains = []
+    for k, env in enumerate(runs, 1):
+        settings = " ".join(
+            ([] if batch_size is None else [f"BATCH_SIZE={batch_size}"])
+            + [f"{name}={value}" for name, value in env.items()]
+        )
+        label = labels[k - 1] if labels else settings or "default settings"
+        say(f"drain {k}/{len(runs)}: {count:,} votes, a fresh worker with {label}")
+        d = drain(stores, count, batch_size=batch_size, extra_env=env)
+        say(f"  {d['votes_per_s']:,.0f} votes/s, worker {d['worker_cpu_us_per_vote']:.2f} us/vote,"
+            f" peak RSS {d['peak_rss_mb']:.0f} MB")  # fmt: skip
+        say("ceiling again, after it")
+        ceilings.append(ceiling(stores, count))
+        before, after = ceilings[-2]["votes_per_s"], ceilings[-1]["votes_per_s"]
+        d.update(ceiling_before=before, ceiling_after=after)
+        d["vs_ceiling"] = d["votes_per_s"] / ((before + after) / 2)
+        say(f"  {after:,.0f} votes/s; drain / ceiling {d['vs_ceiling']:.2f}")
+        drains.append(d)
+    return {"ceilings": ceilings, "drains": drains}

@@ -3,7 +3,7 @@
 Starts the tests' private cluster (``tests.support.galera``: three nodes on this machine, rsync
 state transfers, the shipped HAProxy configuration and health check, on free loopback ports) and
 points the bench's MySQL at HAProxy; Redis stays the local one. Then, as the main bench does:
-the ceiling, a drain, the ceiling again, ... (``bench.main.drains_between_ceilings``), every
+the ceiling, a drain, the ceiling again, ... (``bench.drain.drains_between_ceilings``), every
 connection through HAProxy to the node that takes the writes, whose commits wait for the other
 two to receive the write-set. The ratio drain / ceiling says what the worker costs on top of
 what certification costs any client. The MariaDB CPU per vote is the writing node's; the drains'
@@ -22,7 +22,7 @@ from typing import Any
 
 from bench.baselines import CEILING_ROWS_PER_STATEMENT, ceiling
 from bench.common import RESULTS, say
-from bench.main import drains_between_ceilings
+from bench.drain import drains_between_ceilings
 from bench.report import DRAIN_VS_CEILING, every_run, load_avg, machine, summarise_drains
 from bench.stores import Stores, server_versions
 from tests.support.galera import Galera, galera_cluster, missing
@@ -102,7 +102,7 @@ def run(args: Any) -> int:
         raise SystemExit(f"--galera needs {', '.join(lacking)} (Debian: galera-4 haproxy rsync)")
     RESULTS.mkdir(parents=True, exist_ok=True)
     output = args.output
-    if output == RESULTS / "latest.json":  # not given: the main run's file is left alone
+    if output is None:  # not given: the main run's file is left alone
         suffix = "" if args.batch_size is None else f"-batch{args.batch_size}"
         output = RESULTS / f"galera{suffix}.json"
     started = time.monotonic()
@@ -128,7 +128,8 @@ def run(args: Any) -> int:
             say(f"the cluster at the default batch: {args.count:,} rows as 1,000-row INSERTs")
             res["ceiling_1000"] = ceiling(stores, args.count, 1000)
             say(f"  {res['ceiling_1000']['votes_per_s']:,.0f} votes/s")
-            res.update(drains_between_ceilings(stores, args.count, args.repeats, args.batch_size))
+            runs: list[dict[str, str]] = [{}] * args.repeats
+            res.update(drains_between_ceilings(stores, args.count, runs, args.batch_size))
             assert cluster.routed_to() is cluster.nodes[0], "HAProxy moved off the first node"
     res["drain_summary"] = summarise_drains(res["drains"])
     res["machine"]["load_avg_after"] = list(os.getloadavg())

@@ -159,5 +159,6 @@ def startup_then_rates(
             producer.join()
         watcher.close()
         result["worker_exit_status"] = worker.stop()
+        result["worker_warnings"] = worker.warnings()
     result["inflight_left"] = inflight_left(stores)
     return result

@@ -111,8 +111,10 @@ def listeners(ports: dict[str, int]) -> dict[str, psutil.Process]:
     found: dict[str, psutil.Process] = {}
     with contextlib.suppress(psutil.Error):
         for conn in psutil.net_connections("tcp"):
+            if conn.status != "LISTEN" or not conn.laddr or not conn.pid:  # laddr: () if none
+                continue
             for name, port in ports.items():
-                if conn.status == "LISTEN" and conn.laddr.port == port and conn.pid:
+                if conn.laddr.port == port:
                     found[name] = psutil.Process(conn.pid)
     return found
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from bench.common import DB, QUEUE, ROOT, free_port
 from bench.stores import Stores, servers
 
 WORKER_ARGV = ["-m", "trio_worker", "run"]
+SEVERE = ("warning", "error", "critical")
 
 
 class Cpu(NamedTuple):
@@ -76,6 +78,8 @@ class Worker:
         if batch_size is not None:
             env["BATCH_SIZE"] = str(batch_size)
         env.update(extra_env or {})
+        # This worker's lines only: the log file is shared by the run's workers, one after another.
+        self.log_start = log_path.stat().st_size if log_path.exists() else 0
         self.log = log_path.open("ab")
         self.started_ns = time.monotonic_ns()
         self.proc = subprocess.Popen(
@@ -113,6 +117,20 @@ class Worker:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
+
+    def warnings(self, limit: int = 20) -> list[str]:
+        """The messages this worker logged at warning level or above (its first ``limit``)."""
+        found = []
+        with open(self.log.name, "rb") as f:
+            f.seek(self.log_start)
+            for line in f:
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line)
+                    if isinstance(record, dict) and record.get("level") in SEVERE:
+                        found.append(str(record.get("message")))
+                if len(found) >= limit:
+                    break
+        return found
 
     def stop(self) -> int:
         if self.proc.poll() is None:
