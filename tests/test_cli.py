@@ -20,7 +20,7 @@ from tests.support.waiting import wait_until
 from tests.support.workers import env_of
 from trio_worker.config import Config
 from trio_worker.messages import envelope, parse
-from trio_worker.queue import scripts
+from trio_worker.queue.admin import SETTLE_DEAD
 
 # Each command is a Python process of its own (about a second each): none is a short test.
 pytestmark = pytest.mark.slow
@@ -242,7 +242,7 @@ def test_requeue_script_moves_nothing_when_the_head_changed(
     dead_letters(rds, config, vote("h1"), vote("h2"))
     seen = rds.lrange(config.dead_letter_queue, 0, 0)
     rds.lpop(config.dead_letter_queue)  # another operator got there first
-    script = rds.register_script(scripts.SETTLE_DEAD.source)
+    script = rds.register_script(SETTLE_DEAD.source)
     keys = [config.dead_letter_queue, config.vote_queue]
     result = script(keys=keys, args=["LPUSH", 0, 1, *seen, "push", vote("h1")])
     assert result == -1

@@ -1,7 +1,7 @@
 """``trio-worker dlq``: list, requeue and purge dead letters.
 
 Letters are handled a chunk at a time from the oldest, each chunk in one atomic script that
-acts only if the letters are still exactly those read (scripts.SETTLE_DEAD): two operators, or a
+acts only if the letters are still exactly those read (queue.admin.SETTLE_DEAD): two operators, or a
 requeue and a purge, never move or delete a letter twice. ``stale_batch`` letters stay where
 they are unless asked for by reason, by a requeue and by a purge alike: their votes may already
 be stored, or may be stored nowhere else.

@@ -26,6 +26,7 @@ from trio_worker.mysql.schema import open_with_schema
 from trio_worker.periodic import Every
 from trio_worker.pipeline.shared import Shared, Task
 from trio_worker.queue import RedisQueue
+from trio_worker.queue.settings import share_settings
 from trio_worker.retry import retry
 from trio_worker.version import version
 
@@ -104,7 +105,9 @@ class Pruner(Task):
         is pruned meanwhile: rows of batches whose in-flight list is registered are spared,
         whoever prunes; but the shortest retention decides how long rows last."""
         me, mine = self.config.worker_id, self.config.ledger_retention_s
-        shared = await self.queue.share_settings({"ledger_retention_s": mine, "version": version()})
+        shared = await share_settings(
+            self.queue, {"ledger_retention_s": mine, "version": version()}
+        )
         differ = {
             worker: settings.get("ledger_retention_s")
             for worker, settings in shared.items()

@@ -8,12 +8,10 @@ FINISH, or, for a batch without dead letters, by the next TAKE on its way (or DR
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
-
-import orjson
 
 from trio_worker.config import Config
 from trio_worker.errors import RedisUnavailable
@@ -236,28 +234,6 @@ class RedisQueue:
         """Delete our heartbeat, if it is ours."""
         keys = [self._beat_key, self.keys.settings]
         await self.boundary.run(scripts.UNBEAT, keys, [self.token, self.worker_id])
-
-    async def share_settings(self, settings: Mapping[str, object]) -> dict[str, dict[str, Any]]:
-        """Record this worker's ``settings`` (a field of ``<queue>:settings``) and return those
-        of every live worker, ours included. The fields of workers whose heartbeat is gone are
-        removed on the way."""
-        client, key = self._client, self.keys.settings
-        await self.boundary.call(client.hset, key, self.worker_id, orjson.dumps(settings))
-        found: dict[Any, Any] = await self.boundary.call(client.hgetall, key)
-        fields = {_text(k): v for k, v in found.items()}
-        alive = await self.alive(sorted(fields))
-        gone = [worker for worker, up in alive.items() if not up]
-        if gone:
-            await self.boundary.call(client.hdel, key, *gone)
-        shared: dict[str, dict[str, Any]] = {}
-        for worker, value in fields.items():
-            try:
-                doc = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                continue  # not ours to read: skipped, never fatal
-            if alive.get(worker) and isinstance(doc, dict):
-                shared[worker] = doc
-        return shared
 
     async def registered(self) -> list[str]:
         """Every registered in-flight list, whoever owns it."""

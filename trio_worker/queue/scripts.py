@@ -260,47 +260,6 @@ return 1
 """,
 )
 
-SETTLE_DEAD = Script(
-    "settle_dead",
-    # KEYS: 1 the dead-letter list, 2 the queue, 3.. originals of oversized letters
-    # ARGV: 1 LPUSH or RPUSH (the producers' end), 2 offset, 3 n, 4..n+3 the n letters the
-    #       caller read from the offset on, then one (action, argument) pair per letter:
-    #       ('push', original bytes): back to the queue; ('move', k): move KEYS[k]'s original
-    #       back to the queue (the letter stays if that original is gone); ('drop', k or 0):
-    #       delete it (and KEYS[k]); ('keep', ''): leave it
-    # Acts only if those letters are still exactly what the caller read, so nothing is
-    # requeued or deleted twice. Kept letters stay where they were, in order. Returns n, or -1.
-    """
-local off, n = tonumber(ARGV[2]), tonumber(ARGV[3])
-local seen = redis.call('LRANGE', KEYS[1], off, off + n - 1)
-if #seen ~= n then return -1 end
-for i = 1, n do if seen[i] ~= ARGV[3 + i] then return -1 end end
-local side = ARGV[1] == 'LPUSH' and 'LEFT' or 'RIGHT'
-local kept = {}
-for i = 1, n do
-  local action, arg = ARGV[2 + n + 2 * i], ARGV[3 + n + 2 * i]
-  if action == 'push' then
-    redis.call(ARGV[1], KEYS[2], arg)
-  elseif action == 'move' then
-    -- an original someone deleted meanwhile: the letter stays, for the operator to see
-    if not redis.call('LMOVE', KEYS[tonumber(arg)], KEYS[2], 'LEFT', side) then
-      kept[#kept + 1] = seen[i]
-    end
-  elseif action == 'drop' then
-    if tonumber(arg) > 0 then redis.call('DEL', KEYS[tonumber(arg)]) end
-  else
-    kept[#kept + 1] = seen[i]
-  end
-end
-local before = {}
-if off > 0 then before = redis.call('LRANGE', KEYS[1], 0, off - 1) end
-redis.call('LTRIM', KEYS[1], off + n, -1)
-for i = #kept, 1, -1 do redis.call('LPUSH', KEYS[1], kept[i]) end
-for i = #before, 1, -1 do redis.call('LPUSH', KEYS[1], before[i]) end
-return n
-""",
-)
-
 SAMPLE = Script(
     "sample",
     # KEYS: 1 the queue   ARGV: 1 the oldest vote's index (-1: right end, 0: left), 2 the most
@@ -321,4 +280,4 @@ return {depth, false}
 """,
 )
 
-ALL = (TAKE, READ, DROP, FINISH, CLAIM, BEAT, UNBEAT, SETTLE_DEAD, SAMPLE)
+ALL = (TAKE, READ, DROP, FINISH, CLAIM, BEAT, UNBEAT, SAMPLE)
