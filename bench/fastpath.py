@@ -25,7 +25,7 @@ from typing import Any
 
 from bench.common import RESULTS
 from bench.drain import drains_between_ceilings
-from bench.report import load_avg, machine
+from bench.report import drains_workers_line, load_avg, machine
 from bench.stores import Stores, cleanup, server_versions
 
 VARIABLE = "TRIO_ASYNCIO_FAST_PATH"
@@ -109,12 +109,7 @@ def table(res: dict[str, Any]) -> str:
         why = next(w for w in drains[stock[0] - 1]["worker_warnings"] if STOCK_LOOP in w)
         lines += ["", f"(!) drains {stock} ran the stock loop although asked for the fast path:",
                   f"    {why}"]  # fmt: skip
-    bad = [
-        f"drain {k}: exit {d['worker_exit_status']}, {d['inflight_left']} in-flight lists"
-        for k, d in enumerate(drains, 1)
-        if d["worker_exit_status"] != 0 or d["inflight_left"]
-    ]
-    lines += ["", "workers: " + ("; ".join(bad) if bad else "every one exited 0 on SIGTERM")]
+    lines += ["", drains_workers_line(drains)]
     return "\n".join(lines)
 
 

@@ -23,7 +23,14 @@ from typing import Any
 from bench.baselines import CEILING_ROWS_PER_STATEMENT, ceiling
 from bench.common import RESULTS, say
 from bench.drain import drains_between_ceilings
-from bench.report import DRAIN_VS_CEILING, every_run, load_avg, machine, summarise_drains
+from bench.report import (
+    DRAIN_VS_CEILING,
+    drains_workers_line,
+    every_run,
+    load_avg,
+    machine,
+    summarise_drains,
+)
 from bench.stores import Stores, server_versions
 from tests.support.galera import Galera, galera_cluster, missing
 
@@ -86,12 +93,7 @@ def table(res: dict[str, Any]) -> str:
         f"   >= {DRAIN_VS_CEILING:.2f} in every run: {res['targets']['drain_vs_ceiling']}",
         f"  CPU cores busy         {cores} (run 1)",
     ]
-    bad = [
-        f"drain {k}: exit {d['worker_exit_status']}, {d['inflight_left']} in-flight lists"
-        for k, d in enumerate(drains, 1)
-        if d["worker_exit_status"] != 0 or d["inflight_left"]
-    ]
-    lines += ["", "workers: " + ("; ".join(bad) if bad else "every one exited 0 on SIGTERM")]
+    lines += ["", drains_workers_line(drains)]
     return "\n".join(lines)
 
 

@@ -140,6 +140,16 @@ def targets_lines(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def drains_workers_line(drains: list[dict[str, Any]]) -> str:
+    """How the drains' workers ended: exit status on SIGTERM, in-flight lists left."""
+    bad = [
+        f"drain {k}: exit {d['worker_exit_status']}, {d['inflight_left']} in-flight lists"
+        for k, d in enumerate(drains, 1)
+        if d["worker_exit_status"] != 0 or d["inflight_left"]
+    ]
+    return "workers: " + ("; ".join(bad) if bad else "every one exited 0 on SIGTERM")
+
+
 def workers_line(res: dict[str, Any]) -> str:
     """How every worker of the run ended: exit status on SIGTERM, in-flight lists left; and the
     first warning any of them logged."""

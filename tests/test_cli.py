@@ -14,7 +14,7 @@ import pytest
 import redis
 import trio
 
-from tests.support.commands import TRIO_WORKER, cli
+from tests.support.commands import TRIO_WORKER, cli, on_a_terminal
 from tests.support.stores import push_raw, push_votes, row_count, sql, vote
 from tests.support.waiting import wait_until
 from tests.support.workers import env_of
@@ -283,22 +283,9 @@ def test_dlq_purge_asks_on_a_terminal(
     config: Config, rds: redis.Redis, answer: bytes, status: int, left: int
 ) -> None:
     dead_letters(rds, config, b"a", b"b", b"c")
-    controller, terminal = pty.openpty()
-    try:
-        with subprocess.Popen(
-            [*TRIO_WORKER, "dlq", "purge"],
-            env=env_of(config),
-            stdin=terminal,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        ) as proc:
-            os.write(controller, answer)
-            stdout, _ = proc.communicate(timeout=60)
-    finally:
-        os.close(controller)
-        os.close(terminal)
-    assert f"delete 3 dead letters in {config.dead_letter_queue}? [y/N]" in stdout.decode()
-    assert proc.returncode == status
+    returncode, stdout = on_a_terminal(config, ["dlq", "purge"], answer)
+    assert f"delete 3 dead letters in {config.dead_letter_queue}? [y/N]" in stdout
+    assert returncode == status
     assert rds.llen(config.dead_letter_queue) == left
 
 

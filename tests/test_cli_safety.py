@@ -6,18 +6,14 @@ MySQL's settings. Run as subprocesses against real Redis and MariaDB."""
 
 from __future__ import annotations
 
-import os
-import pty
-import subprocess
 from datetime import UTC, datetime
 
 import orjson
 import pytest
 import redis
 
-from tests.support.commands import TRIO_WORKER, cli
+from tests.support.commands import cli, on_a_terminal
 from tests.support.stores import letters, vote
-from tests.support.workers import env_of
 from trio_worker.config import Config
 from trio_worker.messages import envelope, too_large_envelope
 from trio_worker.version import version
@@ -39,25 +35,6 @@ def fill(rds: redis.Redis, config: Config) -> str:
         too_large_envelope(b'{"voter_id": "big"', 2040, big_key, "w1", at),
     )
     return big_key
-
-
-def on_a_terminal(config: Config, args: list[str], answer: bytes) -> tuple[int, str]:
-    """Run the command with a pseudo-terminal on stdin, answering its question."""
-    controller, terminal = pty.openpty()
-    try:
-        with subprocess.Popen(
-            [*TRIO_WORKER, *args],
-            env=env_of(config),
-            stdin=terminal,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        ) as proc:
-            os.write(controller, answer)
-            stdout, _ = proc.communicate(timeout=60)
-    finally:
-        os.close(controller)
-        os.close(terminal)
-    return proc.returncode, stdout.decode()
 
 
 # --- dlq purge -----------------------------------------------------------------------------------

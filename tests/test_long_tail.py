@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pymysql
 import pytest
 import redis
 import trio
@@ -25,7 +24,14 @@ import trio_asyncio
 
 from tests.support.faults import FaultProxy
 from tests.support.servers import free_port
-from tests.support.stores import admin_sql, inflight_keys, push_votes, row_count, voter_counts
+from tests.support.stores import (
+    admin_sql,
+    inflight_keys,
+    mysql_connect,
+    push_votes,
+    row_count,
+    voter_counts,
+)
 from tests.support.waiting import wait_until
 from tests.support.workers import exit_status, worker_process
 from trio_worker.config import Config
@@ -36,19 +42,9 @@ from trio_worker.queue import scripts
 
 
 def _alive(config: Config, session: int) -> bool:
-    with sql_connect_config(config) as admin, admin.cursor() as cur:
+    with mysql_connect(config, in_database=False) as admin, admin.cursor() as cur:
         cur.execute(f"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {session}")
         return bool(cur.fetchone()[0])  # type: ignore[index]
-
-
-def sql_connect_config(config: Config) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
-    return pymysql.connect(
-        host=config.mysql_host,
-        port=config.mysql_port,
-        user=config.mysql_user,
-        password=config.mysql_password,
-        autocommit=True,
-    )
 
 
 async def test_every_abandoned_session_is_killed_however_many_reconnects_fail(
@@ -91,7 +87,7 @@ async def test_every_abandoned_session_is_killed_however_many_reconnects_fail(
 
 
 def _session_at(config: Config, port: int) -> int | None:
-    with sql_connect_config(config) as admin, admin.cursor() as cur:
+    with mysql_connect(config, in_database=False) as admin, admin.cursor() as cur:
         cur.execute(
             "SELECT ID FROM information_schema.PROCESSLIST WHERE HOST = %s", (f"127.0.0.1:{port}",)
         )

@@ -3,6 +3,8 @@ time; configured like a ``Config`` or by the variables given (``workers.process_
 
 from __future__ import annotations
 
+import os
+import pty
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -53,3 +55,22 @@ async def cli(
     return await trio.to_thread.run_sync(
         partial(run_cli, where, *args, env=env, timeout_s=timeout_s)
     )
+
+
+def on_a_terminal(config: Config, args: list[str], answer: bytes) -> tuple[int, str]:
+    """Run the command with a pseudo-terminal on stdin, answering its question."""
+    controller, terminal = pty.openpty()
+    try:
+        with subprocess.Popen(
+            [*TRIO_WORKER, *args],
+            env=_environment(config, None),
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as proc:
+            os.write(controller, answer)
+            stdout, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    return proc.returncode, stdout.decode()
