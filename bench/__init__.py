@@ -4,7 +4,7 @@ Everything is measured in one run, on this machine, against the local Redis and 
 ratios (drain / ceiling, drain / one at a time) hold even when the absolute numbers move with the
 machine's load. The worker under test is the real one (``python -m trio_worker run``, a
 subprocess with default settings unless a stage says otherwise); only the baselines are small
-loops here. See docs/benchmarks.md. Entry points: ``bench/run.py`` (``just bench``) or
+loops here. See docs/performance.md. Entry points: ``bench/run.py`` (``just bench``) or
 ``python -m bench``; ``just bench --help`` lists the options.
 
 Modules, by concern:

@@ -4,7 +4,7 @@ How the worker is watched without slowing it: MariaDB is asked only until the fi
 shows (``MAX(id)``), and again once the backlog is all taken (the ledger's ``SUM(votes)``,
 exact, for the last few batches). A query on ``votes`` every few ms, even ``MAX(id)``, contends
 with the worker's inserts for the table's hottest index page and cost a one-connection insert
-loop 2-15% of its rate here (docs/benchmarks.md). In between, progress is the backlog's length
+loop 2-15% of its rate here (docs/performance.md). In between, progress is the backlog's length
 in Redis, which costs Redis microseconds.
 """
 

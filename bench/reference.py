@@ -1,7 +1,7 @@
 """A fixed piece of Python work timed in CPU seconds: how fast this machine is right now.
 
 This VM's speed moves under us (a one-connection insert loop went from 165k to 235k votes/s in
-six quiet minutes, docs/benchmarks.md), and the worker's CPU per vote moves with it. The
+six quiet minutes, docs/performance.md), and the worker's CPU per vote moves with it. The
 reference loop does per-vote work of the worker's kind in the bench's own process (orjson parse,
 type checks, a tuple, SQL text, a Counter) with no I/O; its CPU per vote, taken right before a
 drain, lets figures from different hours be compared: worker µs/vote ÷ reference µs/vote.

@@ -1,4 +1,4 @@
-"""``just bench``: runs ``bench.main`` (see bench/__init__.py and docs/benchmarks.md)."""
+"""``just bench``: runs ``bench.main`` (see bench/__init__.py and docs/performance.md)."""
 
 import sys
 from pathlib import Path

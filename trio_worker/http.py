@@ -1,4 +1,4 @@
-"""The HTTP face: /health, /ready and /metrics, a Quart-Trio app served by Hypercorn."""
+"""The HTTP face: /health, /ready, /live and /metrics, a Quart-Trio app served by Hypercorn."""
 
 from __future__ import annotations
 

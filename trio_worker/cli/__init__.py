@@ -1,8 +1,9 @@
 """``trio-worker``: the command line. Parses arguments and config, then hands over to Trio.
 
-Exit statuses: 0 success; 1 a store failed, a drain ran out of time, or the operator declined;
-2 bad configuration or bad arguments (the message names the variable or option), or a command
-that writes to the real queue or deletes dead letters run without a terminal and without --yes.
+Exit statuses: 0 success; 1 a store failed, a drain ran out of time, or a confirmation was
+declined; 2 bad configuration or bad arguments (the message names the variable or option), or a
+command that writes to the real queue or deletes dead letters run without a terminal and without
+--yes; 130 interrupted (Ctrl-C) during a one-shot command (``run`` drains on SIGINT instead).
 """
 
 from __future__ import annotations

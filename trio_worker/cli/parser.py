@@ -10,11 +10,12 @@ from trio_worker.version import version
 
 EXIT_STATUSES = """\
 exit status:
-  0  success
-  1  a store failed (Redis or MySQL unreachable), the drain deadline passed, or a
-     confirmation was declined
-  2  bad configuration (the message names the variable) or bad arguments, or a
-     confirmation needed without a terminal to ask on (pass --yes)
+    0  success
+    1  a store failed (Redis or MySQL unreachable), the drain deadline passed, or a
+       confirmation was declined
+    2  bad configuration (the message names the variable) or bad arguments, or a
+       confirmation needed without a terminal to ask on (pass --yes)
+  130  interrupted (Ctrl-C) during a one-shot command (`run` drains on SIGINT instead)
 """
 EPILOG = (
     "configuration comes from environment variables; `trio-worker run --help` lists them all.\n\n"

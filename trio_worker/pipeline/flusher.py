@@ -32,7 +32,7 @@ log = logging.getLogger("trio_worker.flusher")
 
 # MySQL connections committing batches side by side, and how many of them may be inserting at
 # once (the others' packets wait until one batch's rows are in, its COMMIT still running): the
-# figures that chose them are in docs/benchmarks.md.
+# figures that chose them are in docs/performance.md.
 FLUSHERS = 3
 INSERTING = 2
 
