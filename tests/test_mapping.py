@@ -20,7 +20,9 @@ import trio.testing
 from redis.asyncio.sentinel import MasterNotFoundError
 
 from trio_worker.errors import MySQLUnavailable, RedisUnavailable
+from trio_worker.mysql.clock import ServerTime
 from trio_worker.mysql.codes import Code, DuplicateEntry, RowRefused, mysql_errors
+from trio_worker.mysql.connection import Abandoned, Server
 from trio_worker.pipeline.holdings import Holdings
 from trio_worker.queue import LeaseLost, Taken
 from trio_worker.queue.errors import Kind, kind_of, redis_errors, reply_text, unavailable
@@ -261,3 +263,18 @@ async def test_a_repeated_stop_signal_within_a_second_is_the_same_request(
         await trio.sleep(0.01)
         assert give_up.cancel_called
         watching.cancel()
+
+
+def test_a_session_abandoned_while_set_up_is_not_killed_on_a_server_restarted_since() -> None:
+    """Given up on before learning its server, a session is known by its id alone; a server
+    restarted since gives that id to another client, which must not be killed."""
+
+    def server(uptime_s: float | None, at_steady_s: float) -> Server:
+        now = 1_800_000_000.0
+        booted = None if uptime_s is None else now - uptime_s
+        return Server(7, 1 << 24, "db", 3306, booted, ServerTime(now, at_steady_s))
+
+    abandoned = Abandoned(42, None, at_s=100.0)
+    assert abandoned.may_live_on(server(uptime_s=3600, at_steady_s=160.0))  # up an hour
+    assert not abandoned.may_live_on(server(uptime_s=20, at_steady_s=160.0))  # restarted since
+    assert abandoned.may_live_on(server(uptime_s=None, at_steady_s=160.0))  # it doesn't say

@@ -227,3 +227,41 @@ async def test_sample_reads_the_oldest_votes_timestamp_inside_redis(
         rds.lpush(config.vote_queue, oldest, b'{"voter_id": "newer", "vote": "b", "timestamp": 1}')
         depth, found = await queue.sample()
     assert (depth, found) == (2, cast_at)
+
+
+async def test_a_vote_moved_in_while_the_lease_was_lost_stays_where_recovery_finds_it(
+    config: Config, rds: redis.Redis
+) -> None:
+    """A worker waits on an empty queue with an empty in-flight list it registered. Its
+    heartbeat vanishes; another worker's recovery claims the list, finds it empty and
+    unregisters it; then a vote comes and the waiting BLMOVE moves it in. The TAKE after it
+    finds the lease gone and takes nothing. Before, the list stayed unregistered, and its vote
+    lost; now the TAKE registers it again."""
+    async with open_queue(config) as waiting:
+        rescuer = new_queue(replace(config, worker_id="rescuer"), token="other")
+        try:
+            assert await rescuer.beat(30) == 0
+            key = waiting.keys.inflight(config.worker_id, "1-lost-1")
+            async with trio.open_nursery() as nursery:
+                outcome: list[BaseException] = []
+
+                async def wait() -> None:
+                    try:
+                        await waiting.wait_take(key, 100, 3.0)
+                    except LeaseLost as exc:
+                        outcome.append(exc)
+
+                nursery.start_soon(wait)
+                with trio.fail_after(5):
+                    while not rds.sismember(waiting.keys.registry, key):  # noqa: ASYNC110
+                        await trio.sleep(0.01)
+                rds.delete(waiting.keys.heartbeat(config.worker_id))
+                claimed = rescuer.keys.inflight("rescuer", "1-lost-1")
+                assert await rescuer.claim(key, claimed, config.worker_id) is False  # empty
+                assert not rds.sismember(waiting.keys.registry, key)
+                rds.lpush(config.vote_queue, b'{"voter_id": "v", "vote": "a"}')
+            assert len(outcome) == 1
+        finally:
+            await rescuer.boundary.aclose()
+    assert rds.lrange(key, 0, -1) == [b'{"voter_id": "v", "vote": "a"}']
+    assert rds.sismember(waiting.keys.registry, key)

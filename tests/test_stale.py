@@ -135,7 +135,9 @@ async def test_the_ledger_rows_of_lists_still_in_redis_are_never_pruned(
     )
     rds.rpush(key, *votes)
     rds.sadd(f"{config.vote_queue}:inflight", key)
-    rds.set(f"{config.vote_queue}:worker:dead", "alive", px=3000)  # not yet taken over
+    # Not taken over until the test lets it: the pruner passes twice meanwhile (the first
+    # publishes the ledger's horizon, the second prunes past it).
+    rds.set(f"{config.vote_queue}:worker:dead", "alive", px=30_000)
     ids = push_votes(rds, config, 10)  # a batch flushes: the code before this change pruned then
     cfg = replace(config, ledger_retention_s=RETENTION_S)
     async with worker_process(cfg, tmp_path / "worker.log") as proc:
@@ -145,6 +147,7 @@ async def test_the_ledger_rows_of_lists_still_in_redis_are_never_pruned(
         )
         spared = sql(config, f"SELECT COUNT(*) FROM vote_batches WHERE batch_id = '{batch_id}'")
         assert spared == [(1,)]
+        rds.delete(f"{config.vote_queue}:worker:dead")  # the dead worker's lease ends
         await wait_until(lambda: not inflight_keys(rds, config), timeout_s=15, what="the recovery")
         proc.send_signal(signal.SIGTERM)
         assert await exit_status(proc, within_s=cfg.shutdown_timeout_s + 5) == 0

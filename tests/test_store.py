@@ -13,6 +13,7 @@ from trio_worker.config import Config
 from trio_worker.errors import MySQLUnavailable
 from trio_worker.mysql import ledger
 from trio_worker.mysql import sql as sqltext
+from trio_worker.mysql.clock import Bounds, fresh_bounds
 from trio_worker.mysql.connection import Connection
 from trio_worker.mysql.schema import VOTES_TABLE, open_with_schema
 
@@ -39,6 +40,8 @@ async def test_ledger_rows_older_than_the_retention_are_pruned(config: Config) -
             "('old', 1, NOW() - INTERVAL 2 DAY), ('new', 1, NOW())"
         )
         await conn.commit()
+        # The first pass publishes the ledger's horizon; rows go at the next one.
+        assert await ledger.prune(conn, 24 * 3600) == 0
         assert await ledger.prune(conn, 24 * 3600) == 1
         conn.close()
     assert sql(config, "SELECT batch_id FROM vote_batches") == [("new",)]
@@ -115,7 +118,7 @@ async def test_a_stale_batch_is_refused_unless_the_ledger_knows_it(config: Confi
     batch the ledger doesn't know is refused (its row may have been pruned); one it knows is
     recognised as committed."""
     rows = [("v1", "a", "2026-11-28 10:00:00")]
-    past = (1000.0, 2000.0)  # 1970: long before the ledger can vouch
+    past = Bounds(1000.0, 2000.0, 1000.0)  # 1970: long before the ledger can vouch
     async with trio_asyncio.open_loop():
         conn = await open_conn(config)
         try:
@@ -128,7 +131,7 @@ async def test_a_stale_batch_is_refused_unless_the_ledger_knows_it(config: Confi
                 now=False
             )
             now = (await conn.execute("SELECT UNIX_TIMESTAMP(NOW(3))"))[0][0]
-            fresh = (float(now) - 5, float(now) + 5)
+            fresh = Bounds(float(now) - 5, float(now) + 5, float(now) - 5)
             assert (await ledger.commit(conn, "fresh-1", rows, Turn(), fresh)).now is True
         finally:
             conn.close()
@@ -248,3 +251,35 @@ async def test_the_slow_path_halves_its_way_to_the_refused_rows_marking_each_ste
     assert done == ledger.Committed(now=True, refused=sorted(bad))
     assert len(steps) <= 2 * len(bad) * 11 + 4  # 11 halvings reach one row of 2,000
     assert len(sql_rows(config)) == 2000 - len(bad)
+
+
+async def test_a_batch_older_than_a_shorter_retentions_horizon_is_never_committed_again(
+    config: Config,
+) -> None:
+    """Workers with different LEDGER_RETENTION_S: one with 30 s prunes the row of a batch
+    committed a minute ago; the batch's owner, with a week's retention, paused meanwhile, wakes
+    and commits it again. Its own bounds call the batch fresh; the ledger's horizon, published
+    by the pruner before it pruned, says its row may be gone: refused (stale), not stored twice."""
+    rows = [("v1", "a", "2026-11-28 10:00:00")]
+    async with trio_asyncio.open_loop():
+        conn = await open_conn(config)
+        try:
+            server_now = float((await conn.execute("SELECT UNIX_TIMESTAMP(NOW(3))"))[0][0])
+            started_ms = int((server_now - 70) * 1000)
+            assert (await ledger.commit(conn, "paused-1", rows, Turn(), None)).now is True
+            await conn.execute(
+                "UPDATE vote_batches SET committed_at = NOW() - INTERVAL 60 SECOND"
+                " WHERE batch_id = 'paused-1'"
+            )
+            await conn.commit()
+            for _ in range(2):  # publish the horizon, then prune past it
+                await ledger.prune(conn, 30)
+            assert sql(config, "SELECT batch_id FROM vote_batches") == []
+            week = fresh_bounds(started_ms, 7 * 86400)
+            with pytest.raises(ledger.StaleBatch):
+                await ledger.commit(conn, "paused-1", rows, Turn(), week)
+            fresh = fresh_bounds(int(server_now * 1000), 7 * 86400)
+            assert (await ledger.commit(conn, "fresh-1", rows, Turn(), fresh)).now is True
+        finally:
+            conn.close()
+    assert sql_rows(config) == [("v1",), ("v1",)]  # paused-1 once, fresh-1 once

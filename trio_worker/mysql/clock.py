@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 
 def skew_s(retention_s: float) -> float:
@@ -71,12 +72,25 @@ class ServerClock:
         return datetime.fromtimestamp(self.now_s(), tz=UTC)
 
 
-def fresh_bounds(started_ms: int | None, retention_s: float) -> tuple[float, float]:
-    """The server-clock seconds between which a batch started at ``started_ms`` may commit:
-    no earlier than its stamp (less the skew), no later than the ledger vouches for it. A batch
-    whose id carries no time gets bounds that always fail: it is judged by the ledger alone."""
+# How far this process's estimate of the server's clock may be off (the estimate is the server's
+# reading plus a steady clock since, re-read every minute): a batch whose stamp, less this, is
+# past the ledger's horizon started after it.
+ESTIMATE_ERROR_S = 5.0
+
+
+class Bounds(NamedTuple):
+    """When a batch may commit, in seconds of the server's clock (``sql.insert_ledger``)."""
+
+    earliest: float  # not before its stamp, less the skew
+    latest: float  # not after the ledger stops vouching for it, by this worker's retention
+    floor: float  # it started after this, which must be past the ledger's horizon
+
+
+def fresh_bounds(started_ms: int | None, retention_s: float) -> Bounds:
+    """The bounds for a batch started at ``started_ms``. A batch whose id carries no time gets
+    bounds that always fail: it is judged by the ledger alone."""
     if started_ms is None:
-        return (0.0, 0.0)
+        return Bounds(0.0, 0.0, 0.0)
     started = started_ms / 1000
     skew = skew_s(retention_s)
-    return (started - skew, started + retention_s - skew)
+    return Bounds(started - skew, started + retention_s - skew, started - ESTIMATE_ERROR_S)

@@ -45,6 +45,7 @@ class Code(IntEnum):
     """The server and client error codes the worker tells apart."""
 
     DUPLICATE_ENTRY = 1062
+    TABLE_ACCESS_DENIED = 1142  # a right the account lacks (CREATE, ALTER, INSERT, ...)
     PARSE_ERROR = 1064
     NO_SUCH_THREAD = 1094  # KILL of a session that is gone
     # A row's values.

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import asyncmy.errors
@@ -76,6 +76,18 @@ class Abandoned:
 
     session_id: int
     server: Server | None
+    at_s: float = field(default_factory=steady_s)  # when (our steady clock)
+
+    def may_live_on(self, server: Server) -> bool:
+        """Whether the session may still be open on ``server``: the same server run; or, when
+        we gave up before learning which server it was, one that has not restarted since (a
+        restart recycles session ids: the id may be another client's now)."""
+        if self.server is not None:
+            return self.server.same_run(server)
+        if server.booted_at is None:
+            return True  # nothing tells: the process list's user check decides (``_kill``)
+        uptime_s = server.clock.server_s - server.booted_at
+        return uptime_s + _SAME_BOOT_S > server.clock.steady_s - self.at_s
 
 
 class Connection:
@@ -91,6 +103,8 @@ class Connection:
         # that fails after the greeting adds one, and each may hold a lock.
         self._abandoned: list[Abandoned] = []
         self._last_used = time.monotonic()
+        # Whether the ledger's horizon table is there (``schema.open_with_schema``).
+        self.horizon = False
 
     @property
     def is_open(self) -> bool:
@@ -179,8 +193,7 @@ class Connection:
         Each is forgotten only once killed, or known to be gone."""
         while self._abandoned and self.server is not None:
             old = self._abandoned[0]
-            here = old.server is None or old.server.same_run(self.server)
-            if here and await self._kill(old):
+            if old.may_live_on(self.server) and await self._kill(old):
                 log.info("killed the abandoned session", extra={"session_id": old.session_id})
             self._abandoned.pop(0)
 

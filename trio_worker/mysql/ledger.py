@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from trio_worker.errors import MySQLUnavailable
 from trio_worker.messages import Row
 from trio_worker.mysql import sql
+from trio_worker.mysql.clock import Bounds
 from trio_worker.mysql.codes import Code, DuplicateEntry, RowRefused
 from trio_worker.mysql.connection import Connection
 
@@ -97,7 +98,7 @@ async def commit(
     batch_id: str,
     rows: Sequence[Row],
     turn: InsertTurn,
-    fresh: tuple[float, float] | None = None,
+    fresh: Bounds | None = None,
 ) -> Committed:
     """Insert the ledger entry and the rows, and commit: one transaction, one round trip.
 
@@ -111,7 +112,11 @@ async def commit(
     and given back as soon as the rows are in, the COMMIT still running.
     """
     assert conn.server is not None
-    plan = packets(sql.insert_ledger(batch_id, len(rows), fresh), rows, conn.server.max_packet)
+    plan = packets(
+        sql.insert_ledger(batch_id, len(rows), fresh, horizon=conn.horizon),
+        rows,
+        conn.server.max_packet,
+    )
     step = "ledger"
 
     async def transaction(raw: Any) -> None:
@@ -174,7 +179,7 @@ async def commit_apart(
     conn: Connection,
     batch_id: str,
     rows: Sequence[Row],
-    fresh: tuple[float, float] | None = None,
+    fresh: Bounds | None = None,
     *,
     step: Callable[[], object] = lambda: None,
 ) -> Committed:
@@ -188,7 +193,7 @@ async def commit_apart(
     assert conn.server is not None
     step()
     try:
-        await conn.execute(sql.insert_ledger(batch_id, len(rows), fresh))
+        await conn.execute(sql.insert_ledger(batch_id, len(rows), fresh, horizon=conn.horizon))
     except RowRefused as exc:
         return await _ledger_refused(conn, batch_id, exc)
     refused: list[int] = []
@@ -236,16 +241,29 @@ async def prune(
     conn: Connection, older_than_s: int, keep: Sequence[str] = (), limit: int = 10_000
 ) -> int:
     """Forget ledger rows older than ``older_than_s``, never those of the batches ``keep`` (a
-    list of theirs may still be in Redis); return how many went."""
+    list of theirs may still be in Redis); return how many went.
+
+    Workers may differ in LEDGER_RETENTION_S (a rolling change), and a worker paused past the
+    shortest of them must not commit a batch whose row a shorter one pruned. So pruning goes
+    through the ledger's horizon (``vote_ledger_horizon``): a pass deletes only rows older than
+    the horizon a pass published before, then raises it to ``older_than_s`` ago. A batch's
+    ledger insert is refused (``sql.insert_ledger``) once the batch started before the horizon:
+    by the time a row goes, every commit sees a horizon past it.
+    """
     deleted = 0
     while True:
 
         async def job(raw: Any) -> int:
             async with raw.cursor() as cur:
-                return int(await cur.execute(sql.prune_ledger(older_than_s, limit, keep)))
+                statement = sql.prune_ledger(older_than_s, limit, keep, horizon=conn.horizon)
+                return int(await cur.execute(statement))
 
         went = await conn.run(job)
         await conn.commit()
         deleted += went
         if went < limit:
-            return deleted
+            break
+    if conn.horizon:
+        await conn.execute(sql.raise_horizon(older_than_s))
+        await conn.commit()
+    return deleted

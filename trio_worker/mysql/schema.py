@@ -1,4 +1,4 @@
-"""The tables: ``votes`` (the contract's schema) and the ledger ``vote_batches``.
+"""The tables: ``votes`` (the contract's schema), the ledger ``vote_batches`` and its horizon.
 
 Only what is missing is created, on every (re)connect, so an account without CREATE rights works
 on a schema made for it beforehand, and a table an operator dropped comes back.
@@ -6,8 +6,14 @@ on a schema made for it beforehand, and a table an operator dropped comes back.
 
 from __future__ import annotations
 
+import logging
+
+from trio_worker.errors import MySQLUnavailable
+from trio_worker.mysql.codes import Code
 from trio_worker.mysql.connection import Connection
 from trio_worker.mysql.sql import quote
+
+log = logging.getLogger("trio_worker.schema")
 
 VOTES_TABLE = """
 CREATE TABLE IF NOT EXISTS votes (
@@ -29,6 +35,15 @@ CREATE TABLE IF NOT EXISTS vote_batches (
     refused TEXT NULL,
     INDEX idx_committed_at (committed_at)
 ) DEFAULT CHARSET=ascii
+"""
+
+# The ledger's horizon (one row): the rows of batches committed before it may have been pruned
+# (``ledger.prune``), so a batch started before it is not committed again.
+HORIZON_TABLE = """
+CREATE TABLE IF NOT EXISTS vote_ledger_horizon (
+    id TINYINT NOT NULL PRIMARY KEY,
+    horizon TIMESTAMP(3) NOT NULL
+)
 """
 
 TABLES = (("votes", VOTES_TABLE), ("vote_batches", LEDGER_TABLE))
@@ -59,9 +74,14 @@ async def column_exists(conn: Connection, database: str, table: str, column: str
     return int(found[0][0]) > 0
 
 
-async def open_with_schema(conn: Connection) -> None:
+async def open_with_schema(conn: Connection, *, horizon: bool = True) -> None:
     """Connect, creating the database, the votes table and the ledger where missing (and the
-    ledger's newer columns: an account without ALTER rights can add them beforehand)."""
+    ledger's newer columns: an account without ALTER rights can add them beforehand).
+
+    The ledger's horizon table came later: an account that may not create it (error 1142,
+    a schema made beforehand by an administrator) still works, without it (``conn.horizon``
+    False, one warning): as before it, workers that differ in LEDGER_RETENTION_S are then not
+    safe together. An administrator creates it with ``HORIZON_TABLE``."""
     db = conn.config.mysql_database  # validated by config: needs no escaping as an identifier
     await conn.open(database=False)
     if not await database_exists(conn, db):
@@ -73,6 +93,22 @@ async def open_with_schema(conn: Connection) -> None:
     for table, column, definition in ADDED_COLUMNS:
         if not await column_exists(conn, db, table, column):
             await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+    conn.horizon = await table_exists(conn, db, "vote_ledger_horizon")
+    if not conn.horizon and horizon:
+        try:
+            await conn.execute(HORIZON_TABLE)
+        except MySQLUnavailable as exc:
+            if exc.kind != f"error {Code.TABLE_ACCESS_DENIED}":
+                raise
+            log.warning(
+                "the ledger's horizon table vote_ledger_horizon is missing and this account may"
+                " not create it: workers with different LEDGER_RETENTION_S are not safe"
+                " together until an administrator creates it (docs/operations.md)",
+                extra={"error": str(exc)},
+            )
+            await open_with_schema(conn, horizon=False)  # the refusal closed the connection
+            return
+        conn.horizon = True
     await conn.commit()
 
 

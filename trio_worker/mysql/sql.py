@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from trio_worker.messages import Row
+from trio_worker.mysql.clock import Bounds
 
 # wait_timeout: if a worker dies where the server can't see it (a network partition), its open
 # transaction, and the ledger row lock that makes another worker wait for the same batch, go
@@ -71,21 +72,32 @@ def insert_votes(rows: Sequence[Row]) -> str:
 SESSION_INTACT = "FIND_IN_SET('NO_BACKSLASH_ESCAPES', @@sql_mode) AND @@autocommit = 0"
 
 
-def insert_ledger(batch_id: str, count: int, fresh: tuple[float, float] | None = None) -> str:
+def insert_ledger(
+    batch_id: str, count: int, fresh: Bounds | None = None, *, horizon: bool = True
+) -> str:
     """The batch's ledger row, which guards what follows it in the packet.
 
     The row is inserted only if the session still has its settings (else its batch_id is
-    NULL) and, with ``fresh = (earliest, latest)`` in seconds of the server's clock, only while
-    that clock is within (else its vote count is NULL: the batch is older than the ledger can
-    vouch for). A NULL in a NOT NULL column is error 1048 whatever the sql_mode, and the server
-    parses and runs nothing after a failed statement of a multi-statement packet.
+    NULL) and, with ``fresh``, only while the server's clock is within its bounds and the batch
+    started after the ledger's horizon (else its vote count is NULL: the batch is older than
+    the ledger can vouch for). A NULL in a NOT NULL column is error 1048 whatever the sql_mode,
+    and the server parses and runs nothing after a failed statement of a multi-statement packet.
     """
     votes = str(count)
     if fresh is not None:
-        earliest, latest = fresh
-        votes = f"IF(UNIX_TIMESTAMP(NOW(3)) BETWEEN {earliest:.3f} AND {latest:.3f}, {count}, NULL)"
+        # Past the horizon: rows of batches started before it may be pruned, by any worker.
+        past_horizon = f" AND {fresh.floor:.3f} > {HORIZON_S}" if horizon else ""
+        votes = (
+            f"IF(UNIX_TIMESTAMP(NOW(3)) BETWEEN {fresh.earliest:.3f} AND {fresh.latest:.3f}"
+            f"{past_horizon}, {count}, NULL)"
+        )
     guarded_id = f"IF({SESSION_INTACT}, {quote(batch_id)}, NULL)"
     return f"INSERT INTO vote_batches (batch_id, votes) VALUES ({guarded_id}, {votes})"
+
+
+# The ledger's horizon, in seconds of the server's clock (0 before the first prune): every row of
+# a batch committed before it may have been pruned, by a worker of any LEDGER_RETENTION_S.
+HORIZON_S = "IFNULL((SELECT UNIX_TIMESTAMP(horizon) FROM vote_ledger_horizon WHERE id = 1), 0)"
 
 
 def set_refused(batch_id: str, positions: Sequence[int]) -> str:
@@ -98,10 +110,24 @@ def ledger_entry(batch_id: str) -> str:
     return f"SELECT refused FROM vote_batches WHERE batch_id = {quote(batch_id)}"
 
 
-def prune_ledger(older_than_s: int, limit: int, keep: Sequence[str] = ()) -> str:
-    """Forget rows older than ``older_than_s``, but never those of the batches ``keep``."""
+def prune_ledger(
+    older_than_s: int, limit: int, keep: Sequence[str] = (), *, horizon: bool = True
+) -> str:
+    """Forget rows older than ``older_than_s`` and than the horizon published before (by any
+    worker's pass: see ``ledger.prune``), but never those of the batches ``keep``."""
     spared = f" AND batch_id NOT IN ({','.join(quote(k) for k in keep)})" if keep else ""
+    before = " AND committed_at < (SELECT horizon FROM vote_ledger_horizon WHERE id = 1)"
     return (
         f"DELETE FROM vote_batches WHERE committed_at < NOW() - INTERVAL {int(older_than_s)} SECOND"
-        f"{spared} LIMIT {int(limit)}"
+        f"{before if horizon else ''}{spared} LIMIT {int(limit)}"
+    )
+
+
+def raise_horizon(older_than_s: int) -> str:
+    """Move the ledger's horizon up to ``older_than_s`` ago (never back): the next passes may
+    prune the rows committed before it."""
+    return (
+        "INSERT INTO vote_ledger_horizon (id, horizon)"
+        f" VALUES (1, NOW(3) - INTERVAL {int(older_than_s)} SECOND)"
+        " ON DUPLICATE KEY UPDATE horizon = GREATEST(horizon, VALUES(horizon))"
     )

@@ -66,7 +66,8 @@ TAKE = Script(
     #       4 our lease token, 5 MAX_MESSAGE_BYTES, 6 preview bytes,
     #       7 bytes the batch may still take (its memory bound; oversized votes count as their
     #         preview; the first vote of a batch is always taken)
-    # Returns -1 if the lease is not ours, nil if an 'append' found the list gone, else
+    # Returns -1 if the lease is not ours (the list registered if it holds anything), nil if an
+    # 'append' found the list gone, else
     # {votes, votes left in the queue, oversized, 1 if the byte bound stopped the take}.
     # Votes popped past the byte bound go back where they were, in their order.
     _GUARD
@@ -75,7 +76,12 @@ for i = 5, #KEYS do
   redis.call('DEL', KEYS[i])
   redis.call('SREM', KEYS[3], KEYS[i])
 end
-if redis.call('GET', KEYS[4]) ~= ARGV[4] then return -1 end
+if redis.call('GET', KEYS[4]) ~= ARGV[4] then
+  -- Not our lease: take nothing. A vote BLMOVE moved into the list just before stays where
+  -- recovery finds it: a claim may have unregistered the list while it was still empty.
+  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('SADD', KEYS[3], KEYS[2]) end
+  return -1
+end
 local max, preview, budget = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local items = {}
 if ARGV[3] ~= 'new' then
@@ -143,7 +149,11 @@ READ = Script(
     # which recovery finds, never in the batch being committed from this read.
     _GUARD
     + """
-if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then
+  -- Not our lease: read nothing, but leave a list that holds votes where recovery finds it.
+  if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('SADD', KEYS[2], KEYS[1]) end
+  return -1
+end
 local key = KEYS[1]
 if KEYS[4] then
   if redis.call('EXISTS', KEYS[1]) == 1 then
