@@ -2,7 +2,8 @@
 
 Rules, each failing the run:
 - every valid vote is stored exactly once, with the vote and timestamp pushed (a pushed
-  timestamp as UTC whole seconds; none: a moment between its push and the check); a vote not
+  timestamp as UTC whole seconds; none: a moment between its push and the check, and within
+  10 s of the server's ``created_at`` for the row, whatever the worker's own clock said); a vote not
   stored must be in a ``stale_batch`` dead letter (``may_be_stored``: it is then quarantined, not
   lost); a stale letter for a stored vote is allowed and counted;
 - every malformed message is dead-lettered exactly once, with its reason (or as ``stale_batch``);
@@ -35,6 +36,9 @@ from trio_worker.config import Config
 # Redis can delay (a blackhole of up to 3 s, a restart of up to 2 s and the reconnect): seen 4 s
 # before the push. Hours off (a time zone, an epoch mix-up) still fail.
 TAKEN_SLACK = timedelta(seconds=10)
+# ... and by the MySQL server's clock, whatever a worker's own clock says (clock_step): within
+# this of the server's ``created_at`` (its CURRENT_TIMESTAMP when the row was inserted).
+SERVER_SLACK_S = 10.0
 
 
 class Checker:
@@ -45,22 +49,25 @@ class Checker:
         self.producers = producers
         self.report = report
         self.clients = clients
-        self.stored: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
+        # voter → (vote, timestamp, created_at in epoch seconds) of each row
+        self.stored: dict[str, list[tuple[str, datetime, float]]] = defaultdict(list)
         self.stale: Counter[bytes] = Counter()  # originals in stale_batch letters
         self.lettered: dict[bytes, list[str]] = defaultdict(list)  # other originals → reasons
         self.too_large: Counter[bytes] = Counter()  # digests
         self.originals: set[str] = set()  # keys too_large letters point at
         self.done_at = datetime.now(UTC).replace(tzinfo=None)
+        self.unstamped_off = 0.0  # the farthest an unstamped vote's time is from created_at
 
     def wrong(self, text: str) -> None:
         self.report.wrong.append(text)
 
     def run(self) -> None:
         rows = self.clients.sql(
-            "SELECT voter_id, vote, timestamp FROM votes", self.config.mysql_database
+            "SELECT voter_id, vote, timestamp, UNIX_TIMESTAMP(created_at) FROM votes",
+            self.config.mysql_database,
         )
-        for voter, vote, stamp in rows:
-            self.stored[str(voter)].append((str(vote), stamp))
+        for voter, vote, stamp, created in rows:
+            self.stored[str(voter)].append((str(vote), stamp, float(created)))
         self.report.stored = len(rows)
         client = self.clients.redis("checker")
         try:
@@ -153,21 +160,26 @@ class Checker:
                 r.stale_for_stored += 1 if stale else 0
                 self.values(voter, rows[0])
         r.details["stale_batch letters of stored votes"] += r.stale_for_stored
+        r.unstamped_off_s = self.unstamped_off
         r.details["votes quarantined in stale_batch letters"] += r.quarantined
 
-    def values(self, voter: str, row: tuple[str, datetime]) -> None:
-        vote, stamp = row
+    def values(self, voter: str, row: tuple[str, datetime, float]) -> None:
+        vote, stamp, created = row
         want = self.producers.votes[voter]
         low = datetime.fromtimestamp(int(want.pushed_at), UTC).replace(tzinfo=None) - TAKEN_SLACK
+        off_server = stamp.replace(tzinfo=UTC).timestamp() - created
         ok_stamp = (
             stamp == want.stamp
             if want.stamp is not None
-            else low <= stamp <= self.done_at + TAKEN_SLACK
+            else low <= stamp <= self.done_at + TAKEN_SLACK and abs(off_server) <= SERVER_SLACK_S
         )
+        if want.stamp is None:
+            self.unstamped_off = max(self.unstamped_off, abs(off_server))
         if vote != want.vote or not ok_stamp:
             self.report.wrong_values += 1
             self.wrong(
-                f"{voter[:80]!r} stored as ({vote!r}, {stamp}), pushed as ({want.vote!r}, "
+                f"{voter[:80]!r} stored as ({vote!r}, {stamp}; {off_server:+.0f}s off the "
+                f"server's created_at), pushed as ({want.vote!r}, "
                 f"{want.stamp or f'no timestamp, pushed {low + TAKEN_SLACK}'})"
             )
 

@@ -28,6 +28,7 @@ class Report:
     wrong_values: int = 0  # stored once, but with another vote or timestamp
     uncertain_pushes: int = 0
     uncertain_votes: int = 0
+    unstamped_off_s: float = 0.0  # the farthest a vote without a timestamp is from created_at
     quotas: dict[str, int] = field(default_factory=dict)
     pattern_quotas: dict[str, int] = field(default_factory=dict)
     faults: Counter[str] = field(default_factory=Counter)
@@ -146,3 +147,7 @@ def summary(reports: list[Report], write: Callable[[str], object]) -> None:
     )
     for what, n in sorted(details.items()):
         write(f"{what}: {n}")
+    write(
+        "votes without a timestamp: the farthest from the server's created_at "
+        f"{max(r.unstamped_off_s for r in reports):.1f} s"
+    )

@@ -62,17 +62,19 @@ class Run:
         self.killed_sessions: set[int] = set()  # by mysql_kill, not by a worker
         self.kills_issued = 0  # KILL statements mysql_kill sent
         self.restarting = {"redis": trio.Lock(), "mariadb": trio.Lock()}
+        self.until = 0.0  # when faults stop (Trio's clock), once they run
 
-    async def execute(self, procs: int, inprocs: int) -> Report:
+    async def execute(self, procs: int, inprocs: int, steady: int) -> Report:
         await trio.to_thread.run_sync(
             self.clients.sql, f"CREATE DATABASE `{self.config.mysql_database}`"
         )
         self.report.note(
             f"config: batch_size={self.config.batch_size} ttl={HEARTBEAT_TTL_S}s "
-            f"retention={LEDGER_RETENTION_S}s workers={procs} processes + {inprocs} in this run"
+            f"retention={LEDGER_RETENTION_S}s workers={procs} processes + {steady} steady "
+            f"+ {inprocs} in this run"
         )
         try:
-            await self._execute(procs, inprocs)
+            await self._execute(procs, inprocs, steady)
         finally:
             with trio.CancelScope(shield=True):
                 await self.fleet.kill_all()
@@ -80,9 +82,9 @@ class Run:
         await trio.to_thread.run_sync(self.check)
         return self.report
 
-    async def _execute(self, procs: int, inprocs: int) -> None:
+    async def _execute(self, procs: int, inprocs: int, steady: int) -> None:
         async with trio.open_nursery() as nursery:
-            await self.fleet.start(nursery, procs, inprocs)
+            await self.fleet.start(nursery, procs, inprocs, steady)
             async with trio.open_nursery() as load:
                 load.start_soon(self.producers.run)
                 await self.faults(trio.current_time() + self.duration_s)
@@ -97,6 +99,7 @@ class Run:
         """Faults at random moments, several at once, until ``until`` (and until each has
         ended); the kinds below their minimum first (``kinds.Schedule``), and past ``until``
         while one is still below it, for up to half the run's length again."""
+        self.until = until
         schedule = Schedule(self.duration_s, self.rng)
         # Often enough that each short kind comes up more than once per run.
         mean_s = min(0.5, self.duration_s / (1.3 * len(schedule.kinds)))
