@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from tests.race import resources
 from tests.race.kinds import NAMES
 
 
@@ -38,6 +39,7 @@ class Report:
     schedule: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     wrong: list[str] = field(default_factory=list)  # each wrong vote or letter, first first
+    resources: list[resources.Series] = field(default_factory=list)  # per worker process
     started: float = field(default_factory=time.monotonic)
 
     def note(self, text: str) -> None:
@@ -151,3 +153,12 @@ def summary(reports: list[Report], write: Callable[[str], object]) -> None:
         "votes without a timestamp: the farthest from the server's created_at "
         f"{max(r.unstamped_off_s for r in reports):.1f} s"
     )
+    for r in reports:
+        if r.resources:
+            write("")
+            write(
+                f"seed {r.seed}: each worker process's memory and open file descriptors, sampled "
+                f"every {resources.SAMPLE_S:.0f} s (a restarted worker: a new process)"
+            )
+            for line in resources.lines(r.resources):
+                write(line)

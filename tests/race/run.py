@@ -25,6 +25,7 @@ from tests.race.kinds import Schedule, enabled, pattern_quotas, quotas
 from tests.race.leftovers import check_keys, check_logs
 from tests.race.producers import Producers
 from tests.race.report import Report
+from tests.race.resources import Sampler
 from tests.race.settings import HEARTBEAT_TTL_S, LEDGER_RETENTION_S
 from tests.servers import OwnStores
 from trio_worker.config import Config
@@ -63,6 +64,7 @@ class Run:
         self.kills_issued = 0  # KILL statements mysql_kill sent
         self.restarting = {"redis": trio.Lock(), "mariadb": trio.Lock()}
         self.until = 0.0  # when faults stop (Trio's clock), once they run
+        self.sampler = Sampler()
 
     async def execute(self, procs: int, inprocs: int, steady: int) -> Report:
         await trio.to_thread.run_sync(
@@ -85,15 +87,23 @@ class Run:
     async def _execute(self, procs: int, inprocs: int, steady: int) -> None:
         async with trio.open_nursery() as nursery:
             await self.fleet.start(nursery, procs, inprocs, steady)
+            sampling = trio.CancelScope()
             async with trio.open_nursery() as load:
                 load.start_soon(self.producers.run)
+                load.start_soon(self.sample, sampling)
                 await self.faults(trio.current_time() + self.duration_s)
                 self.producers.producing = False
+                sampling.cancel()
             self.report.note("faults and producers stopped; draining")
             self.fleet.heal()
             await self.wait_drained()
             await self.fleet.stop_all()
             nursery.cancel_scope.cancel()
+
+    async def sample(self, scope: trio.CancelScope) -> None:
+        """The worker processes' memory and descriptors, while producers and faults run."""
+        with scope:
+            await self.sampler.run(self.fleet.procs, trio.current_time())
 
     async def faults(self, until: float) -> None:
         """Faults at random moments, several at once, until ``until`` (and until each has
@@ -174,3 +184,10 @@ class Run:
         checker.run()
         check_keys(self.config, self.clients, self.report, self.fleet.drained, checker.originals)
         check_logs(self.logs, self.report)
+        self.report.resources = self.sampler.series
+        for series in self.sampler.series:
+            if grown := series.growth():
+                self.report.problem(
+                    f"{series.worker_id} (pid {series.pid}) grew over {series.span_s:.0f}s: "
+                    + "; ".join(grown)
+                )
