@@ -22,7 +22,7 @@ from tests.race.faults import inject
 from tests.race.faults.process import BEYOND_RETENTION_S
 from tests.race.fleet import Fleet
 from tests.race.kinds import Schedule, enabled, pattern_quotas, quotas
-from tests.race.leftovers import check_keys, check_logs
+from tests.race.leftovers import check_keys, check_logs, describe
 from tests.race.producers import Producers
 from tests.race.report import Report
 from tests.race.resources import Sampler
@@ -161,7 +161,10 @@ class Run:
                     if left != last:
                         last, since = left, trio.current_time()
                     elif trio.current_time() - since > STUCK_S:
-                        self.report.problem(f"drain stuck for {STUCK_S:.0f}s: {left} left")
+                        stuck = await trio.to_thread.run_sync(self.stuck, client)
+                        self.report.problem(
+                            f"drain stuck for {STUCK_S:.0f}s: {left} left; " + "; ".join(stuck)
+                        )
                         return
                     await trio.sleep(0.2)
             if scope.cancelled_caught:
@@ -178,6 +181,11 @@ class Run:
         owners = {as_bytes(m).decode().split(":")[-2] for m in client.smembers(f"{q}:inflight")}
         done = not queued and not held and all(client.exists(f"{q}:worker:{o}") for o in owners)
         return done, (queued, held)
+
+    def stuck(self, client: redis.Redis) -> list[str]:
+        """The in-flight lists that still hold votes, described."""
+        keys = client.scan_iter(match=f"{self.config.vote_queue}:inflight:*", count=1000)
+        return describe(self.config, client, [k for k in keys if client.llen(k)][:5])
 
     def check(self) -> None:
         checker = Checker(self.config, self.producers, self.report, self.clients)
