@@ -11,7 +11,8 @@ health_burst: hundreds of concurrent ``GET /health`` for 2-4 s against a worker 
 drains. The probes have their own connections; the pipeline must not be starved: the worker
 commits batches during the burst and its heartbeat holds its token throughout. A burst during
 which another fault could stall the worker (its connections black-holed or frozen, a store
-restarted) is not judged; the fault tries again, up to three bursts.
+restarted) is not judged; each burst waits for a quiet moment (5 s with none of those, the
+worker taking votes), and the fault tries up to three bursts.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ WARNINGS_AT_MOST = 20
 DELETE_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
 HEALTH_CLIENTS = (200, 400)
 BURST_TRIES = 3
+QUIET_S = 5.0
+QUIET_WITHIN_S = 15.0
 REQUEST_TIMEOUT_S = 5.0
 
 
@@ -157,13 +160,34 @@ async def get_health(port: int, until: float, statuses: Counter[str]) -> None:
 
 
 async def health_burst(run: Run, w: ProcWorker, rng: random.Random) -> bool:
-    """Up to BURST_TRIES bursts, until one is not stalled by another fault: that one is judged."""
+    """Up to BURST_TRIES bursts, each at a quiet moment, until one is not stalled by another
+    fault: that one is judged."""
     if not await run.fleet.alive(w):
         return False
     for _ in range(BURST_TRIES):
-        if await burst(run, w, rng):
+        if await quiet(run, w) and await burst(run, w, rng):
             return True
-        await trio.sleep(0.5)
+    return False
+
+
+async def quiet(run: Run, w: ProcWorker) -> bool:
+    """Wait, up to QUIET_WITHIN_S, for a moment when nothing could have stalled the worker for
+    QUIET_S (its retries back off up to 5 s after a store comes back) and it is taking votes
+    (it took some within the last second): a burst then, not a fault before it, would be what
+    stops it."""
+    seen: list[tuple[float, int]] = []
+    since, stores = trio.current_time(), restarts(run)
+    with trio.move_on_after(QUIET_WITHIN_S):
+        while True:
+            await trio.sleep(0.25)
+            now = trio.current_time()
+            if stalling(run, w) or restarts(run) != stores:
+                since, stores = now, restarts(run)
+            seen.append((now, w.proxies.redis.seen[TAKE.data]))
+            before = [n for t, n in seen if t <= now - 1.0]
+            taking = bool(before) and seen[-1][1] > before[-1]
+            if now - since >= QUIET_S and taking:
+                return True
     return False
 
 
