@@ -2,9 +2,10 @@
 
 Rules, each failing the run:
 - every valid vote is stored exactly once, with the vote and timestamp pushed (a pushed
-  timestamp as UTC whole seconds; none: a moment between its push and the check); a vote not
-  stored must be in a ``stale_batch`` dead letter (``may_be_stored``: it is then quarantined, not
-  lost); a stale letter for a stored vote is allowed and counted;
+  timestamp as UTC whole seconds; none: a moment after its push, less 10 s, and no later than
+  10 s after the server's ``created_at`` for the row, whatever the worker's own clock said); a
+  vote not stored must be in a ``stale_batch`` dead letter (``may_be_stored``: it is then
+  quarantined, not lost); a stale letter for a stored vote is allowed and counted;
 - every malformed message is dead-lettered exactly once, with its reason (or as ``stale_batch``);
 - every oversized message is dead-lettered exactly once as ``too_large``, with a preview of its
   first bytes, ``truncated``, its ``size``, and an ``original_key`` under ``<VOTE_QUEUE>:`` whose
@@ -35,6 +36,11 @@ from trio_worker.config import Config
 # Redis can delay (a blackhole of up to 3 s, a restart of up to 2 s and the reconnect): seen 4 s
 # before the push. Hours off (a time zone, an epoch mix-up) still fail.
 TAKEN_SLACK = timedelta(seconds=10)
+# ... and never later than the server's ``created_at`` for its row (its CURRENT_TIMESTAMP at the
+# insert) by more than this, whatever the worker's own clock says (clock_step: +400 s). It may be
+# earlier by more: a batch can wait that long to commit (MariaDB restarted twice in a row, a
+# frozen connection): 15 s seen in a 30-minute run; -400 s fails the bound after the push.
+SERVER_SLACK_S = 10.0
 
 
 class Checker:
@@ -45,22 +51,26 @@ class Checker:
         self.producers = producers
         self.report = report
         self.clients = clients
-        self.stored: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
+        # voter → (vote, timestamp, created_at in epoch seconds) of each row
+        self.stored: dict[str, list[tuple[str, datetime, float]]] = defaultdict(list)
         self.stale: Counter[bytes] = Counter()  # originals in stale_batch letters
         self.lettered: dict[bytes, list[str]] = defaultdict(list)  # other originals → reasons
         self.too_large: Counter[bytes] = Counter()  # digests
         self.originals: set[str] = set()  # keys too_large letters point at
         self.done_at = datetime.now(UTC).replace(tzinfo=None)
+        # How far before and after the server's created_at an unstamped vote's time is, at most.
+        self.unstamped_early = self.unstamped_late = 0.0
 
     def wrong(self, text: str) -> None:
         self.report.wrong.append(text)
 
     def run(self) -> None:
         rows = self.clients.sql(
-            "SELECT voter_id, vote, timestamp FROM votes", self.config.mysql_database
+            "SELECT voter_id, vote, timestamp, UNIX_TIMESTAMP(created_at) FROM votes",
+            self.config.mysql_database,
         )
-        for voter, vote, stamp in rows:
-            self.stored[str(voter)].append((str(vote), stamp))
+        for voter, vote, stamp, created in rows:
+            self.stored[str(voter)].append((str(vote), stamp, float(created)))
         self.report.stored = len(rows)
         client = self.clients.redis("checker")
         try:
@@ -143,31 +153,41 @@ class Checker:
                 self.wrong(f"{voter[:80]!r} in {stale} stale_batch letters")
             if len(rows) > 1:
                 r.duplicated += len(rows) - 1
-                self.wrong(f"duplicated: {voter[:80]!r} stored {len(rows)} times")
+                self.wrong(
+                    f"duplicated: {voter[:80]!r} stored {len(rows)} times, pushed at "
+                    f"{r.at(expected[voter].pushed_at)}, rows inserted at "
+                    + ", ".join(r.at(created) for _, _, created in rows)
+                )
             elif not rows and stale:
                 r.quarantined += 1
             elif not rows and voter not in uncertain:
                 r.lost += 1
-                self.wrong(f"lost: {voter[:80]!r}")
+                self.wrong(f"lost: {voter[:80]!r}, pushed at {r.at(expected[voter].pushed_at)}")
             elif rows:
                 r.stale_for_stored += 1 if stale else 0
                 self.values(voter, rows[0])
         r.details["stale_batch letters of stored votes"] += r.stale_for_stored
+        r.unstamped_early_s, r.unstamped_late_s = self.unstamped_early, self.unstamped_late
         r.details["votes quarantined in stale_batch letters"] += r.quarantined
 
-    def values(self, voter: str, row: tuple[str, datetime]) -> None:
-        vote, stamp = row
+    def values(self, voter: str, row: tuple[str, datetime, float]) -> None:
+        vote, stamp, created = row
         want = self.producers.votes[voter]
         low = datetime.fromtimestamp(int(want.pushed_at), UTC).replace(tzinfo=None) - TAKEN_SLACK
+        off_server = stamp.replace(tzinfo=UTC).timestamp() - created
         ok_stamp = (
             stamp == want.stamp
             if want.stamp is not None
-            else low <= stamp <= self.done_at + TAKEN_SLACK
+            else low <= stamp <= self.done_at + TAKEN_SLACK and off_server <= SERVER_SLACK_S
         )
+        if want.stamp is None:
+            self.unstamped_early = max(self.unstamped_early, -off_server)
+            self.unstamped_late = max(self.unstamped_late, off_server)
         if vote != want.vote or not ok_stamp:
             self.report.wrong_values += 1
             self.wrong(
-                f"{voter[:80]!r} stored as ({vote!r}, {stamp}), pushed as ({want.vote!r}, "
+                f"{voter[:80]!r} stored as ({vote!r}, {stamp}; {off_server:+.0f}s off the "
+                f"server's created_at), pushed as ({want.vote!r}, "
                 f"{want.stamp or f'no timestamp, pushed {low + TAKEN_SLACK}'})"
             )
 

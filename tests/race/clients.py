@@ -3,6 +3,7 @@ threads from Trio."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pymysql
@@ -23,6 +24,35 @@ class Clients:
             socket_timeout=10,
             socket_connect_timeout=5,
         )
+
+    def llen(self, key: str) -> int | None:
+        """The length of a list (None: Redis can't say now: restarting)."""
+        client = self.redis("faults")
+        try:
+            return int(client.llen(key))
+        except redis.RedisError:
+            return None
+        finally:
+            client.close()
+
+    def letters_from(self, key: str, start: int) -> list[dict[str, Any]] | None:
+        """The dead letters pushed to ``key`` from position ``start`` on, as JSON objects (an
+        unreadable one as {}: the checker judges those); None: Redis can't say now."""
+        client = self.redis("faults")
+        try:
+            raws = client.lrange(key, start, -1)
+        except redis.RedisError:
+            return None
+        finally:
+            client.close()
+        docs: list[dict[str, Any]] = []
+        for raw in raws:
+            try:
+                doc = json.loads(as_bytes(raw))
+            except ValueError:
+                doc = {}
+            docs.append(doc if isinstance(doc, dict) else {})
+        return docs
 
     def sql(self, query: str, database: str | None = None) -> list[tuple[Any, ...]]:
         conn = pymysql.connect(

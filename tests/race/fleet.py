@@ -61,10 +61,17 @@ class Fleet:
     def all(self) -> list[Worker]:
         return [*self.procs, *self.inprocs]
 
-    async def start(self, nursery: trio.Nursery, procs: int, inprocs: int) -> None:
+    def restartable(self) -> list[ProcWorker]:
+        """The worker processes that faults may end and start again (not the steady ones)."""
+        return [w for w in self.procs if not w.steady]
+
+    async def start(self, nursery: trio.Nursery, procs: int, inprocs: int, steady: int) -> None:
+        """``procs`` worker processes that faults restart, ``steady`` ones they never restart
+        (every other fault may hit them), ``inprocs`` workers in this Trio run."""
         self.nursery = nursery
-        for i in range(procs):
-            w = ProcWorker(f"p{i}", Proxies(self.clients.stores))
+        names = [(f"p{i}", False) for i in range(procs)] + [(f"s{i}", True) for i in range(steady)]
+        for name, is_steady in names:
+            w = ProcWorker(name, Proxies(self.clients.stores), steady=is_steady)
             await w.proxies.start(nursery)
             await self.spawn(w)
             self.procs.append(w)
@@ -86,7 +93,10 @@ class Fleet:
     async def spawn(self, w: ProcWorker) -> None:
         w.stale_token = await trio.to_thread.run_sync(self.heartbeat_of, w.worker_id)
         w.log = self.logs / f"{w.worker_id}.log"
-        w.proc = await start_process(worker_config(self.config, w), w.log)
+        w.clock = self.logs / f"{w.name}.clock"
+        w.http_port = free_port()
+        config = replace(worker_config(self.config, w), http_port=w.http_port)
+        w.proc = await start_process(config, w.log, w.clock)
 
     async def spawn_twin(self, w: ProcWorker, n: int) -> Twin:
         """Another process with ``w``'s id, its own proxies and a known HTTP port."""
@@ -96,7 +106,9 @@ class Fleet:
         port = free_port()
         config = replace(worker_config(self.config, w, proxies), http_port=port)
         log = self.logs / f"{w.worker_id}-twin{n}.log"
-        return Twin(await start_process(config, log), proxies, f"http://127.0.0.1:{port}", log)
+        clock = self.logs / f"{w.worker_id}-twin{n}.clock"
+        proc = await start_process(config, log, clock)
+        return Twin(proc, proxies, f"http://127.0.0.1:{port}", log)
 
     async def restart(self, w: ProcWorker, *, same_id: bool) -> None:
         """Start the worker again, with its old id (recovers at once) or a new one (after TTL)."""

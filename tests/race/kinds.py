@@ -7,7 +7,8 @@ broken worker pass, so every kind has a minimum count, summed over the seeds of 
 - ``cheap`` kinds (one worker or one connection, a few seconds): 1 in a run shorter than 45 s
   (the 12 s smoke of ``just test``), else 2 per minute of run;
 - ``costly`` kinds (hold one or two worker processes for 5-15 s, or need a moment they can't
-  steer, like a claim by the chosen rescuer): none in a short run, 1 per minute otherwise;
+  steer, like a claim by the chosen rescuer; mixed_retention restarts a worker twice, 15-30 s
+  apart): none in a short run, 1 per minute otherwise;
 - ``long`` kinds (pause_beyond_retention: 40 s of a 60 s run) run only in runs of 45 s or
   more, once each;
 - ``input`` kinds are what producers push: oversized messages (4 per short run, 10 per minute)
@@ -60,6 +61,10 @@ KINDS = (
     Kind("redis_client_kill", "cheap"),
     Kind("restart_redis", "cheap"),
     Kind("restart_mariadb", "cheap"),
+    Kind("clock_step", "cheap"),
+    Kind("heartbeat_deleted", "cheap"),
+    Kind("health_burst", "cheap"),
+    Kind("mixed_retention", "costly"),
     Kind("oversized_message", "input"),
     Kind("oversized_packet", "input"),
 )

@@ -13,6 +13,8 @@ import time
 from collections.abc import Collection
 from pathlib import Path
 
+import redis
+
 from tests.race.clients import Clients, as_bytes
 from tests.race.report import Report
 from tests.race.settings import BAD_LOG_LINES, HEARTBEAT_TTL_S
@@ -37,7 +39,10 @@ def check_keys(
         ]
         if lists:
             held = sum(int(client.llen(k)) for k in lists)
-            report.problem(f"{len(lists)} in-flight lists left, {held} votes in them")
+            report.problem(
+                f"{len(lists)} in-flight lists left, {held} votes in them: "
+                + "; ".join(describe(config, client, lists[:5]))
+            )
         beats = [k.decode() for k in client.scan_iter(match=f"{q}:worker:*", count=1000)]
         for key in beats:
             worker_id = key.removeprefix(f"{q}:worker:")
@@ -63,6 +68,24 @@ def check_keys(
                 report.details[f"other keys under the prefix ({kind})"] += 1
     finally:
         client.close()
+
+
+def describe(config: Config, client: redis.Redis, keys: list[bytes]) -> list[str]:
+    """What a stuck in-flight list is: its key, length, whether it is registered, whether its
+    owner's heartbeat lives, and its first vote."""
+    q = config.vote_queue
+    out = []
+    for raw in keys:
+        key = as_bytes(raw).decode(errors="replace")
+        owner = key.removeprefix(f"{q}:inflight:").rsplit(":", 1)[0]
+        first = client.lindex(raw, 0)
+        registered = client.sismember(f"{q}:inflight", key)
+        out.append(
+            f"{key} ({client.llen(raw)} votes, {'' if registered else 'NOT '}registered, "
+            f"owner's heartbeat ttl {client.pttl(f'{q}:worker:{owner}')} ms, "
+            f"first {as_bytes(first or b'')[:80]!r})"
+        )
+    return out
 
 
 def check_logs(logs: Path, report: Report) -> None:

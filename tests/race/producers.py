@@ -25,6 +25,11 @@ from tests.race.report import Report
 PRODUCERS = 3
 
 
+# How often the producers fall quiet together, and for how long.
+QUIET_EVERY_S = 8.0
+QUIET_S = 1.5
+
+
 @dataclass
 class Push:
     """One LPUSH: what it held, by kind."""
@@ -103,6 +108,11 @@ class Producers:
                     i = self.fill(push, rng, n, i)
                 await self.push(client, n, push)
                 await trio.sleep(rng.uniform(0.02, 0.12))
+                # Every producer falls quiet for a moment every few seconds, together: the queue
+                # empties and the workers wait on it (BLMOVE), which faults must catch too.
+                phase = (trio.current_time() - start) % QUIET_EVERY_S
+                if phase > QUIET_EVERY_S - QUIET_S:
+                    await trio.sleep(QUIET_EVERY_S - phase)
         finally:
             client.close()
 

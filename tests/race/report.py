@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from tests.race import resources
 from tests.race.kinds import NAMES
 
 
@@ -28,6 +29,9 @@ class Report:
     wrong_values: int = 0  # stored once, but with another vote or timestamp
     uncertain_pushes: int = 0
     uncertain_votes: int = 0
+    # How far a vote without a timestamp is stored before / after its row's created_at, at most.
+    unstamped_early_s: float = 0.0
+    unstamped_late_s: float = 0.0
     quotas: dict[str, int] = field(default_factory=dict)
     pattern_quotas: dict[str, int] = field(default_factory=dict)
     faults: Counter[str] = field(default_factory=Counter)
@@ -37,7 +41,9 @@ class Report:
     schedule: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     wrong: list[str] = field(default_factory=list)  # each wrong vote or letter, first first
+    resources: list[resources.Series] = field(default_factory=list)  # per worker process
     started: float = field(default_factory=time.monotonic)
+    started_wall: float = field(default_factory=time.time)  # the same moment, on the wall clock
 
     def note(self, text: str) -> None:
         self.schedule.append(f"{time.monotonic() - self.started:7.2f}s {text}")
@@ -65,8 +71,21 @@ class Report:
             f"faults={sum(self.faults.values())} duration={self.duration_s:.0f}s"
         )
 
+    def at(self, wall: float) -> str:
+        """A wall-clock moment as the schedule shows it: seconds since the run started."""
+        return f"{wall - self.started_wall:+.1f}s"
+
     def explain(self) -> str:
-        wrong = [f"first wrong: {self.wrong[0]} ({len(self.wrong)} in all)"] if self.wrong else []
+        # The first few of each kind of wrong (lost, duplicated, the rest): their causes differ.
+        groups: dict[str, list[str]] = {"lost": [], "duplicated": [], "wrong": []}
+        for w in self.wrong:
+            kind = w.split(":", 1)[0]
+            groups[kind if kind in groups else "wrong"].append(w)
+        wrong = [
+            f"{kind} ({len(items)} in all): {w}"
+            for kind, items in groups.items()
+            for w in items[:3]
+        ]
         return (
             f"seed {self.seed} (replay: --stress-seed {self.seed})\n{self.line()}\nproblems:\n  "
             + "\n  ".join([*self.problems, *wrong])
@@ -146,3 +165,17 @@ def summary(reports: list[Report], write: Callable[[str], object]) -> None:
     )
     for what, n in sorted(details.items()):
         write(f"{what}: {n}")
+    write(
+        "votes without a timestamp, stored at most "
+        f"{max(r.unstamped_early_s for r in reports):.0f} s before the server's created_at "
+        f"(commit delay) and {max(r.unstamped_late_s for r in reports):.0f} s after it"
+    )
+    for r in reports:
+        if r.resources:
+            write("")
+            write(
+                f"seed {r.seed}: each worker process's memory and open file descriptors, sampled "
+                f"every {resources.SAMPLE_S:.0f} s (a restarted worker: a new process)"
+            )
+            for line in resources.lines(r.resources):
+                write(line)

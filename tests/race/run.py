@@ -22,9 +22,10 @@ from tests.race.faults import inject
 from tests.race.faults.process import BEYOND_RETENTION_S
 from tests.race.fleet import Fleet
 from tests.race.kinds import Schedule, enabled, pattern_quotas, quotas
-from tests.race.leftovers import check_keys, check_logs
+from tests.race.leftovers import check_keys, check_logs, describe
 from tests.race.producers import Producers
 from tests.race.report import Report
+from tests.race.resources import Sampler
 from tests.race.settings import HEARTBEAT_TTL_S, LEDGER_RETENTION_S
 from tests.support.servers import OwnStores
 from trio_worker.config import Config
@@ -62,17 +63,20 @@ class Run:
         self.killed_sessions: set[int] = set()  # by mysql_kill, not by a worker
         self.kills_issued = 0  # KILL statements mysql_kill sent
         self.restarting = {"redis": trio.Lock(), "mariadb": trio.Lock()}
+        self.until = 0.0  # when faults stop (Trio's clock), once they run
+        self.sampler = Sampler()
 
-    async def execute(self, procs: int, inprocs: int) -> Report:
+    async def execute(self, procs: int, inprocs: int, steady: int) -> Report:
         await trio.to_thread.run_sync(
             self.clients.sql, f"CREATE DATABASE `{self.config.mysql_database}`"
         )
         self.report.note(
             f"config: batch_size={self.config.batch_size} ttl={HEARTBEAT_TTL_S}s "
-            f"retention={LEDGER_RETENTION_S}s workers={procs} processes + {inprocs} in this run"
+            f"retention={LEDGER_RETENTION_S}s workers={procs} processes + {steady} steady "
+            f"+ {inprocs} in this run"
         )
         try:
-            await self._execute(procs, inprocs)
+            await self._execute(procs, inprocs, steady)
         finally:
             with trio.CancelScope(shield=True):
                 await self.fleet.kill_all()
@@ -80,23 +84,32 @@ class Run:
         await trio.to_thread.run_sync(self.check)
         return self.report
 
-    async def _execute(self, procs: int, inprocs: int) -> None:
+    async def _execute(self, procs: int, inprocs: int, steady: int) -> None:
         async with trio.open_nursery() as nursery:
-            await self.fleet.start(nursery, procs, inprocs)
+            await self.fleet.start(nursery, procs, inprocs, steady)
+            sampling = trio.CancelScope()
             async with trio.open_nursery() as load:
                 load.start_soon(self.producers.run)
+                load.start_soon(self.sample, sampling)
                 await self.faults(trio.current_time() + self.duration_s)
                 self.producers.producing = False
+                sampling.cancel()
             self.report.note("faults and producers stopped; draining")
             self.fleet.heal()
             await self.wait_drained()
             await self.fleet.stop_all()
             nursery.cancel_scope.cancel()
 
+    async def sample(self, scope: trio.CancelScope) -> None:
+        """The worker processes' memory and descriptors, while producers and faults run."""
+        with scope:
+            await self.sampler.run(self.fleet.procs, trio.current_time())
+
     async def faults(self, until: float) -> None:
         """Faults at random moments, several at once, until ``until`` (and until each has
         ended); the kinds below their minimum first (``kinds.Schedule``), and past ``until``
         while one is still below it, for up to half the run's length again."""
+        self.until = until
         schedule = Schedule(self.duration_s, self.rng)
         # Often enough that each short kind comes up more than once per run.
         mean_s = min(0.5, self.duration_s / (1.3 * len(schedule.kinds)))
@@ -148,7 +161,10 @@ class Run:
                     if left != last:
                         last, since = left, trio.current_time()
                     elif trio.current_time() - since > STUCK_S:
-                        self.report.problem(f"drain stuck for {STUCK_S:.0f}s: {left} left")
+                        stuck = await trio.to_thread.run_sync(self.stuck, client)
+                        self.report.problem(
+                            f"drain stuck for {STUCK_S:.0f}s: {left} left; " + "; ".join(stuck)
+                        )
                         return
                     await trio.sleep(0.2)
             if scope.cancelled_caught:
@@ -166,8 +182,20 @@ class Run:
         done = not queued and not held and all(client.exists(f"{q}:worker:{o}") for o in owners)
         return done, (queued, held)
 
+    def stuck(self, client: redis.Redis) -> list[str]:
+        """The in-flight lists that still hold votes, described."""
+        keys = client.scan_iter(match=f"{self.config.vote_queue}:inflight:*", count=1000)
+        return describe(self.config, client, [k for k in keys if client.llen(k)][:5])
+
     def check(self) -> None:
         checker = Checker(self.config, self.producers, self.report, self.clients)
         checker.run()
         check_keys(self.config, self.clients, self.report, self.fleet.drained, checker.originals)
         check_logs(self.logs, self.report)
+        self.report.resources = self.sampler.series
+        for series in self.sampler.series:
+            if grown := series.growth():
+                self.report.problem(
+                    f"{series.worker_id} (pid {series.pid}) grew over {series.span_s:.0f}s: "
+                    + "; ".join(grown)
+                )

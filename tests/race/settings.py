@@ -8,6 +8,7 @@ check (``kinds``) fails on.
 
 from __future__ import annotations
 
+import glob
 import sys
 from dataclasses import dataclass
 
@@ -28,19 +29,36 @@ MAX_MESSAGE_BYTES = 4096
 # voter ids make one batch's INSERT larger (oversized_packet). A batch of 1000 ordinary votes
 # is about 51 KB of INSERT text, under it.
 MAX_ALLOWED_PACKET = 64 * 1024
+# mixed_retention restarts a worker process with one of these (a rolling change from a longer
+# setting): the others' pruners, at LEDGER_RETENTION_S, delete rows older than 30 s every 3 s.
+LONG_RETENTIONS_S = (300, 7 * 24 * 3600)
+# clock_step moves a worker process's wall clock by this much (either way), past the ledger's skew
+# allowance at any retention (at most 300 s).
+CLOCK_STEP_S = 400
 # Worker processes live in a time zone that is not UTC (POSIX: "-05:45" is 5:45 east of UTC):
 # stored timestamps must be UTC all the same.
 WORKER_TZ = "RACE-05:45"
 # -P: the package comes from the environment (or TRIO_WORKER_UNDER_TEST), not the current folder.
 WORKER_CMD = [sys.executable, "-P", "-X", "dev", "-W", "error", "-m", "trio_worker", "run"]
-# Lines a worker must never print: Trio/asyncio hygiene and crashes.
+# Lines a worker must never print: Trio/asyncio hygiene and crashes; and EINVAL, which is what
+# time.sleep raises under libfaketime with the monotonic clock unfaked (the worker must never
+# call it: a blocking sleep would stall its event loop anyway).
 BAD_LOG_LINES = (
     "was never awaited",
     "ResourceWarning",
     "unclosed",
     "Traceback",
     "Task was destroyed",
+    "[Errno 22]",
 )
+
+
+def libfaketime() -> str | None:
+    """Debian's libfaketime (package ``faketime``; ``.ci/run`` installs it), if installed: every
+    worker process runs under it, so that clock_step can move its wall clock at any moment."""
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+    found += sorted(glob.glob("/usr/lib/faketime/libfaketime.so.1"))
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)

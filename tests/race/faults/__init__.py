@@ -11,7 +11,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from tests.race.faults import network, process, stores, twin
+from tests.race.faults import clock, network, process, service, stores, twin
 
 if TYPE_CHECKING:
     from tests.race.run import Run
@@ -23,6 +23,8 @@ FAULTS: dict[str, Fault] = {
     **twin.FAULTS,
     **network.FAULTS,
     **stores.FAULTS,
+    **clock.FAULTS,
+    **service.FAULTS,
 }
 
 

@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from tests.race import logtail
 from tests.race.settings import (
     CLAIM,
     COMMIT,
     HEARTBEAT_TTL_S,
     INSERT_VOTES,
     LEDGER_RETENTION_S,
+    LONG_RETENTIONS_S,
     SHUTDOWN_TIMEOUT_S,
     TAKE,
 )
@@ -35,11 +37,15 @@ BEYOND_RETENTION_S = (
 )
 
 
-def on_idle_proc(fault: ProcFault) -> Callable[[Run, random.Random], Awaitable[bool]]:
-    """Run ``fault`` on a worker process no other fault is using (none free: not injected)."""
+def on_idle_proc(
+    fault: ProcFault, *, restarts: bool = True
+) -> Callable[[Run, random.Random], Awaitable[bool]]:
+    """Run ``fault`` on a worker process no other fault is using (none free: not injected);
+    one that ends the process (``restarts``) leaves the steady ones alone."""
 
     async def run_on_idle(run: Run, rng: random.Random) -> bool:
-        free = [w for w in run.fleet.procs if not w.lock.locked()]
+        procs = run.fleet.restartable() if restarts else run.fleet.procs
+        free = [w for w in procs if not w.lock.locked()]
         if not free:
             return False
         w = rng.choice(free)
@@ -110,7 +116,7 @@ async def sigkill_during_recovery(run: Run, w: ProcWorker, rng: random.Random) -
     """SIGKILL ``w`` mid-batch, then SIGKILL the worker process that claims a list, at its
     claim's reply: every other free process is armed, the first to claim is the one."""
     rescuers: list[ProcWorker] = []
-    for other in run.fleet.procs:
+    for other in run.fleet.restartable():
         if other is not w and not other.lock.locked() and not other.proxies.redis.holding.is_set():
             other.lock.acquire_nowait()
             rescuers.append(other)
@@ -221,6 +227,76 @@ def pause(kind: str) -> ProcFault:
     return fault
 
 
+# What a worker logs when a live worker on its queue has another LEDGER_RETENTION_S.
+DIFFER = "differ in LEDGER_RETENTION_S"
+# Workers share their setting when their pruner starts and every 30 s (COMPARE_S) after, and the
+# others compare every 3 s: one of them says so within this, even if a first share failed.
+DIFFER_WITHIN_S = 45.0
+# How long the worker keeps the other retention, as any worker of the fleet (when the run's end
+# comes first: until then).
+MIXED_FOR_S = (15.0, 30.0)
+
+
+async def mixed_retention(run: Run, rng: random.Random) -> bool:
+    """A rolling change of LEDGER_RETENTION_S: a worker process is drained (SIGTERM) and started
+    again with a longer retention (300 s, or the default of a week) than the others' 30 s, whose
+    pruners delete ledger rows older than 30 s every 3 s. It then works as any worker for 15-30 s
+    (every other fault may hit it, and a restart keeps its retention), and is drained and started
+    again with the run's setting. The checker's 0 doubled, 0 lost is the verdict; the workers'
+    own warning that live workers differ in LEDGER_RETENTION_S is the evidence (it must come)."""
+    free = [w for w in run.fleet.restartable() if not w.lock.locked() and w.retention_s is None]
+    if not free:
+        return False
+    w = rng.choice(free)
+    retention = rng.choice(LONG_RETENTIONS_S)
+    async with w.lock:
+        if not await run.fleet.alive(w):
+            return False
+        marks = logtail.mark(logtail.worker_logs(run.logs))
+        run.report.note(f"mixed_retention {w.worker_id}: LEDGER_RETENTION_S={retention}")
+        await drain(run, w, "mixed_retention")
+        w.retention_s = retention
+        await run.fleet.restart(w, same_id=rng.random() < 0.5)
+    started = trio.current_time()
+    back_at = started + max(0.0, min(rng.uniform(*MIXED_FOR_S), run.until - started))
+    said = 0
+    while not said and trio.current_time() < started + DIFFER_WITHIN_S:
+        await trio.sleep(0.5)
+        lines = logtail.since(marks, logtail.worker_logs(run.logs))
+        said = sum(DIFFER in line for line in lines)
+    if not said:
+        run.report.problem(
+            f"mixed_retention: no worker said within {DIFFER_WITHIN_S:.0f}s that live workers "
+            f"differ in LEDGER_RETENTION_S ({w.worker_id} has {retention})"
+        )
+    run.report.details["mixed_retention: 'differ in LEDGER_RETENTION_S' warnings"] += said
+    await trio.sleep_until(back_at)
+    async with w.lock:
+        run.report.note(f"mixed_retention {w.worker_id}: back to the run's LEDGER_RETENTION_S")
+        # Restarted by another fault meanwhile: its service must run before SIGTERM can drain.
+        if await run.fleet.alive(w):
+            await drain(run, w, "mixed_retention")
+        else:
+            await run.fleet.kill(w)
+        w.retention_s = None
+        await run.fleet.restart(w, same_id=rng.random() < 0.5)
+    return True
+
+
+async def drain(run: Run, w: ProcWorker, why: str) -> None:
+    """SIGTERM: the worker must drain and exit 0 within SHUTDOWN_TIMEOUT_S."""
+    assert w.proc is not None
+    w.proc.send_signal(signal.SIGTERM)
+    status: int | None = None
+    with trio.move_on_after(SHUTDOWN_TIMEOUT_S + 10):
+        status = await w.proc.wait()
+    if status is None:
+        run.report.problem(f"{w.worker_id} did not exit after SIGTERM ({why})")
+        await run.fleet.kill(w)
+    elif status != 0:
+        run.report.problem(f"{w.worker_id} drained ({why}) with exit {status}")
+
+
 FAULTS = {
     "sigkill": on_idle_proc(sigkill),
     **{
@@ -230,6 +306,7 @@ FAULTS = {
     "sigkill_during_recovery": on_idle_proc(sigkill_during_recovery),
     "sigterm_drain": on_idle_proc(sigterm(1)),
     "sigterm_twice": on_idle_proc(sigterm(2)),
-    "pause_takeover": on_idle_proc(pause("pause_takeover")),
-    "pause_beyond_retention": on_idle_proc(pause("pause_beyond_retention")),
+    "pause_takeover": on_idle_proc(pause("pause_takeover"), restarts=False),
+    "pause_beyond_retention": on_idle_proc(pause("pause_beyond_retention"), restarts=False),
+    "mixed_retention": mixed_retention,
 }
